@@ -1,0 +1,145 @@
+"""Public forward/backward: validate, then hand contiguous arrays to a backend.
+
+    out, state, cache = forward(cell, params, x, state0=None, *, nonlinearity="tanh",
+                                backend="cpu")
+    grads = backward(cell, params, cache, dout, dstate=None, *, backend="cpu")
+
+x (T, B, I) time-major; out (T, B, D*H); state h_n (L*D, B, H), or (h_n, c_n) for lstm,
+exactly as torch.nn.RNN/LSTM/GRU with batch_first=False. grads holds the gradient of
+sum(out * dout) + sum(state * dstate) for every parameter key and for "x", "h0" (and "c0").
+
+A backend module provides
+    forward(spec, nonlinearity, params, x, h0, c0) -> (out, h_n, c_n | None, data)
+    backward(spec, nonlinearity, params, data, dout, dh_n, dc_n) -> grads
+and receives only validated, C-contiguous arrays of the parameters' dtype; h0/c0 and
+dh_n/dc_n are always arrays (zeros when the caller passed None). c0/dc_n are None except
+for lstm.
+"""
+
+from dataclasses import dataclass
+from importlib import import_module
+from typing import Any
+
+import numpy as np
+
+from rnnfast.params import NONLINEARITIES, Spec, check_cell, infer_spec
+
+BACKENDS = {"cpu": "rnnfast.cpu", "reference": "rnnfast.reference"}
+
+
+@dataclass(frozen=True)
+class Cache:
+    """What forward saved for backward. Treat as opaque; it is tied to one backend."""
+
+    cell: str
+    nonlinearity: str
+    spec: Spec
+    backend: str
+    T: int
+    B: int
+    data: Any
+
+
+def _backend(backend: object):
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {sorted(BACKENDS)}, got {backend!r}")
+    return import_module(BACKENDS[backend])  # type: ignore[index]
+
+
+def _check_nonlinearity(cell: str, nonlinearity: object) -> str:
+    if nonlinearity not in NONLINEARITIES:
+        raise ValueError(
+            f"nonlinearity: expected one of {list(NONLINEARITIES)}, got {nonlinearity!r}"
+        )
+    if cell != "rnn" and nonlinearity != "tanh":
+        raise ValueError(f"nonlinearity: {cell} has fixed activations, expected 'tanh', got {nonlinearity!r}")
+    return nonlinearity  # type: ignore[return-value]
+
+
+def _check_array(name: str, a: object, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    if not isinstance(a, np.ndarray):
+        raise ValueError(f"{name}: expected a numpy array of shape {shape} and dtype {dtype}, got {type(a).__name__}")
+    if a.ndim != len(shape):
+        raise ValueError(f"{name}: expected a {len(shape)}-D array of shape {shape}, got {a.ndim}-D shape {a.shape}")
+    if a.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
+    if a.dtype != dtype:
+        raise ValueError(f"{name}: expected dtype {dtype} (the parameters' dtype), got {a.dtype}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    return np.ascontiguousarray(a)
+
+
+def _state_pair(cell: str, name: str, state: object, shape: tuple[int, ...], dtype: np.dtype):
+    """Split state0/dstate into (h, c) arrays; zeros for None."""
+    if state is None:
+        h = np.zeros(shape, dtype)
+        return h, (np.zeros(shape, dtype) if cell == "lstm" else None)
+    if cell == "lstm":
+        if not isinstance(state, tuple | list) or len(state) != 2:
+            raise ValueError(f"{name}: expected a tuple (h, c) of arrays of shape {shape} for lstm, got {type(state).__name__}")
+        return (_check_array(f"{name}[0] (h)", state[0], shape, dtype),
+                _check_array(f"{name}[1] (c)", state[1], shape, dtype))
+    return _check_array(name, state, shape, dtype), None
+
+
+def _check_params(spec: Spec, params: dict) -> dict[str, np.ndarray]:
+    return {k: np.ascontiguousarray(v) for k, v in params.items()}
+
+
+def forward(
+    cell: str,
+    params: dict[str, np.ndarray],
+    x: np.ndarray,
+    state0: object = None,
+    *,
+    nonlinearity: str = "tanh",
+    backend: str = "cpu",
+):
+    """Run a (multi-layer, optionally bidirectional) rnn/lstm/gru over x (T, B, I)."""
+    check_cell(cell)
+    nonlinearity = _check_nonlinearity(cell, nonlinearity)
+    be = _backend(backend)
+    spec = infer_spec(cell, params)
+    if not isinstance(x, np.ndarray) or x.ndim != 3:
+        got = f"{x.ndim}-D shape {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+        raise ValueError(f"x: expected a 3-D array (T, B, I={spec.input_size}), got {got}")
+    T, B, _ = x.shape
+    if T < 1 or B < 1:
+        raise ValueError(f"x: expected T >= 1 and B >= 1, got shape {x.shape}")
+    x = _check_array("x", x, (T, B, spec.input_size), spec.dtype)
+    sshape = (spec.num_layers * spec.directions, B, spec.hidden_size)
+    h0, c0 = _state_pair(cell, "state0", state0, sshape, spec.dtype)
+    params = _check_params(spec, params)
+    out, h_n, c_n, data = be.forward(spec, nonlinearity, params, x, h0, c0)
+    state = (h_n, c_n) if cell == "lstm" else h_n
+    return out, state, Cache(cell, nonlinearity, spec, backend, T, B, data)
+
+
+def backward(
+    cell: str,
+    params: dict[str, np.ndarray],
+    cache: Cache,
+    dout: np.ndarray,
+    dstate: object = None,
+    *,
+    backend: str = "cpu",
+) -> dict[str, np.ndarray]:
+    """Gradients of sum(out * dout) + sum(state * dstate) for the forward that made cache."""
+    check_cell(cell)
+    be = _backend(backend)
+    if not isinstance(cache, Cache):
+        raise ValueError(f"cache: expected the Cache returned by rnnfast.forward, got {type(cache).__name__}")
+    if cache.backend != backend:
+        raise ValueError(f"cache: made by backend {cache.backend!r}, but backend={backend!r}")
+    if cache.cell != cell:
+        raise ValueError(f"cell: the cache was made for {cache.cell!r}, got {cell!r}")
+    spec = infer_spec(cell, params)
+    if spec != cache.spec:
+        raise ValueError(f"params: structure {spec} differs from the forward pass's {cache.spec}")
+    D, H = spec.directions, spec.hidden_size
+    dout = _check_array("dout", dout, (cache.T, cache.B, D * H), spec.dtype)
+    sshape = (spec.num_layers * D, cache.B, H)
+    dh_n, dc_n = _state_pair(cell, "dstate", dstate, sshape, spec.dtype)
+    params = _check_params(spec, params)
+    return be.backward(spec, cache.nonlinearity, params, cache.data, dout, dh_n, dc_n)

@@ -1,0 +1,175 @@
+"""Parameter layout and initialisation: exactly PyTorch's nn.RNN / nn.LSTM / nn.GRU.
+
+For layer k and direction suffix s ("" forward, "_reverse" backward):
+
+    weight_ih_l{k}{s}  (G*H, I_k)   I_0 = input_size, I_k = D*H for k > 0
+    weight_hh_l{k}{s}  (G*H, H)
+    bias_ih_l{k}{s}    (G*H,)       only with bias=True
+    bias_hh_l{k}{s}    (G*H,)
+
+G = 1 (rnn), 4 (lstm: gates i, f, g, o), 3 (gru: gates r, z, n). D = 2 if bidirectional.
+Default init is PyTorch's: every entry ~ U(-1/sqrt(H), 1/sqrt(H)).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+NONLINEARITIES = ("tanh", "relu", "sigmoid")
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@dataclass(frozen=True)
+class Spec:
+    """The structure a parameter dict describes."""
+
+    cell: str
+    input_size: int
+    hidden_size: int
+    num_layers: int
+    bidirectional: bool
+    bias: bool
+    dtype: np.dtype
+
+    @property
+    def gates(self) -> int:
+        return GATES[self.cell]
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+
+def check_cell(cell: object) -> str:
+    if cell not in GATES:
+        raise ValueError(f"cell: expected one of {sorted(GATES)}, got {cell!r}")
+    return cell  # type: ignore[return-value]
+
+
+def check_dtype(dtype: object) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)  # type: ignore[arg-type]
+    except TypeError:
+        dt = None
+    if dt not in DTYPES:
+        raise ValueError(f"dtype: expected float32 or float64, got {dtype!r}")
+    return dt
+
+
+def param_shapes(spec: Spec) -> dict[str, tuple[int, ...]]:
+    """Keys and shapes of the parameter dict for a structure, in PyTorch's order."""
+    gh = spec.gates * spec.hidden_size
+    shapes: dict[str, tuple[int, ...]] = {}
+    for layer in range(spec.num_layers):
+        in_size = spec.input_size if layer == 0 else spec.directions * spec.hidden_size
+        for sfx in ("", "_reverse")[: spec.directions]:
+            shapes[f"weight_ih_l{layer}{sfx}"] = (gh, in_size)
+            shapes[f"weight_hh_l{layer}{sfx}"] = (gh, spec.hidden_size)
+            if spec.bias:
+                shapes[f"bias_ih_l{layer}{sfx}"] = (gh,)
+                shapes[f"bias_hh_l{layer}{sfx}"] = (gh,)
+    return shapes
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def init_params(
+    cell: str,
+    input_size: int,
+    hidden_size: int,
+    *,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    bias: bool = True,
+    dtype: object = np.float32,
+    seed: int | None = None,
+) -> dict[str, np.ndarray]:
+    """PyTorch-shaped parameters, U(-1/sqrt(H), 1/sqrt(H)), reproducible from seed.
+
+    The draws come from numpy.random.default_rng(seed) in key order, in float64, then are
+    cast to dtype, so float32 and float64 parameters from one seed agree to rounding.
+    """
+    spec = Spec(
+        cell=check_cell(cell),
+        input_size=_positive_int("input_size", input_size),
+        hidden_size=_positive_int("hidden_size", hidden_size),
+        num_layers=_positive_int("num_layers", num_layers),
+        bidirectional=bool(bidirectional),
+        bias=bool(bias),
+        dtype=check_dtype(dtype),
+    )
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
+        raise ValueError(f"seed: expected an integer or None, got {seed!r}")
+    rng = np.random.default_rng(seed)
+    bound = 1.0 / np.sqrt(spec.hidden_size)
+    return {
+        key: rng.uniform(-bound, bound, size=shape).astype(spec.dtype)
+        for key, shape in param_shapes(spec).items()
+    }
+
+
+def infer_spec(cell: str, params: object) -> Spec:
+    """Read the structure from a parameter dict and check every key, shape and dtype."""
+    check_cell(cell)
+    if not isinstance(params, dict):
+        raise ValueError(f"params: expected a dict of arrays, got {type(params).__name__}")
+    for key in ("weight_ih_l0", "weight_hh_l0"):
+        if key not in params:
+            raise ValueError(f"params: missing key {key!r}")
+    w_ih, w_hh = params["weight_ih_l0"], params["weight_hh_l0"]
+    for key, w in (("weight_ih_l0", w_ih), ("weight_hh_l0", w_hh)):
+        if not isinstance(w, np.ndarray) or w.ndim != 2:
+            raise ValueError(f"params[{key!r}]: expected a 2-D numpy array, got {_describe(w)}")
+    hidden = w_hh.shape[1]
+    if hidden < 1:
+        raise ValueError(f"params['weight_hh_l0']: expected hidden size >= 1, got shape {w_hh.shape}")
+    num_layers = 0
+    while f"weight_ih_l{num_layers}" in params:
+        num_layers += 1
+    spec = Spec(
+        cell=cell,
+        input_size=w_ih.shape[1],
+        hidden_size=hidden,
+        num_layers=num_layers,
+        bidirectional="weight_ih_l0_reverse" in params,
+        bias="bias_ih_l0" in params,
+        dtype=w_ih.dtype,
+    )
+    if spec.dtype not in DTYPES:
+        raise ValueError(f"params['weight_ih_l0']: expected dtype float32 or float64, got {spec.dtype}")
+    expected = param_shapes(spec)
+    missing = [k for k in expected if k not in params]
+    if missing:
+        raise ValueError(f"params: missing key(s) {missing} for a {_describe_spec(spec)}")
+    extra = [k for k in params if k not in expected]
+    if extra:
+        raise ValueError(f"params: unexpected key(s) {extra} for a {_describe_spec(spec)}")
+    for key, shape in expected.items():
+        w = params[key]
+        if not isinstance(w, np.ndarray):
+            raise ValueError(f"params[{key!r}]: expected a numpy array, got {_describe(w)}")
+        if w.shape != shape:
+            raise ValueError(f"params[{key!r}]: expected shape {shape}, got {w.shape}")
+        if w.dtype != spec.dtype:
+            raise ValueError(f"params[{key!r}]: expected dtype {spec.dtype} (as weight_ih_l0), got {w.dtype}")
+        if not np.isfinite(w).all():
+            raise ValueError(f"params[{key!r}]: contains NaN or infinite values")
+    return spec
+
+
+def _describe(obj: object) -> str:
+    if isinstance(obj, np.ndarray):
+        return f"array of shape {obj.shape} and dtype {obj.dtype}"
+    return type(obj).__name__
+
+
+def _describe_spec(spec: Spec) -> str:
+    return (
+        f"{spec.cell} with num_layers={spec.num_layers}, bidirectional={spec.bidirectional}, "
+        f"bias={spec.bias}"
+    )
