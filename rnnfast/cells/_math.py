@@ -113,7 +113,7 @@ def _parts_for(x):
     return None
 
 
-@overload(vexpm1, inline="always")
+@overload(vexpm1)
 def _ov_vexpm1(x):
     parts = _parts_for(x)
     if parts is None:
@@ -126,7 +126,7 @@ def _ov_vexpm1(x):
     return impl
 
 
-@overload(vexp, inline="always")
+@overload(vexp)
 def _ov_vexp(x):
     parts = _parts_for(x)
     if parts is None:
@@ -139,7 +139,7 @@ def _ov_vexp(x):
     return impl
 
 
-@overload(vtanh, inline="always")
+@overload(vtanh)
 def _ov_vtanh(x):
     parts = _parts_for(x)
     if parts is None:
@@ -148,13 +148,12 @@ def _ov_vtanh(x):
     def impl(x):
         scale, p = parts(-2 * abs(x))
         u = scale * p + (scale - 1)  # expm1(-2|x|) in (-1, 0]
-        t = -u / (2 + u)
-        return t if x >= 0 else -t
+        return np.copysign(-u / (2 + u), x)
 
     return impl
 
 
-@overload(vsigmoid, inline="always")
+@overload(vsigmoid)
 def _ov_vsigmoid(x):
     parts = _parts_for(x)
     if parts is None:

@@ -1,0 +1,62 @@
+"""Vanilla RNN cell, one time step, element-wise part.
+
+    h_t = act(a_t),  a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh,  act in {tanh, relu, sigmoid}
+
+Buffers are feature-major with the batch innermost: row j of a (F, ld) buffer holds
+feature j, and the B columns starting at a block offset are one time step. The kernels add
+the matrix products into G before calling rnn_forward_step, which turns the block into
+activations in place (the saved "gate" is y = h_t) and writes h_t into the history.
+Backward uses the saved output: tanh' = 1 - y^2, relu' = [y > 0], sigmoid' = y (1 - y).
+"""
+
+from numba import njit
+
+from rnnfast.cells import ACT_RELU, ACT_TANH
+from rnnfast.cells._math import vsigmoid, vtanh
+
+
+@njit(cache=True, error_model="numpy")
+def rnn_forward_step(
+    G,  # (H, ldg): pre-activations at column gq -> activations
+    hist,  # (H, ldh): h_t written at column hq
+    ldg, ldh, gq, hq, H, B, act,
+):
+    for j in range(H):
+        g = G[j * ldg + gq : j * ldg + gq + B]
+        h = hist[j * ldh + hq : j * ldh + hq + B]
+        if act == ACT_TANH:
+            for b in range(B):
+                g[b] = vtanh(g[b])
+        elif act == ACT_RELU:
+            for b in range(B):
+                g[b] = max(g[b], 0)
+        else:
+            for b in range(B):
+                g[b] = vsigmoid(g[b])
+        h[:] = g
+
+
+@njit(cache=True, error_model="numpy")
+def rnn_backward_step(
+    G,  # (H, ldg): saved activations y_t at column gq
+    dG,  # (H, ldg): d loss / d a_t written at column gq
+    dout,  # (H, ldg): gradient arriving at h_t from above, column gq
+    dh,  # (H, B): in: gradient from step t+1; out: total gradient at h_t
+    ldg, gq, H, B, act,
+):
+    for j in range(H):
+        y = G[j * ldg + gq : j * ldg + gq + B]
+        dg = dG[j * ldg + gq : j * ldg + gq + B]
+        do = dout[j * ldg + gq : j * ldg + gq + B]
+        d = dh[j * B : j * B + B]
+        for b in range(B):
+            d[b] += do[b]
+        if act == ACT_TANH:
+            for b in range(B):
+                dg[b] = d[b] * (1 - y[b] * y[b])
+        elif act == ACT_RELU:
+            for b in range(B):
+                dg[b] = d[b] if y[b] > 0 else 0
+        else:
+            for b in range(B):
+                dg[b] = d[b] * y[b] * (1 - y[b])

@@ -1,0 +1,202 @@
+"""Compiled drivers: layers, directions and the time loop for rnn, lstm and gru.
+
+Layout (all buffers flat, feature-major, batch innermost; TB = T*B, TB1 = (T+1)*B):
+
+    X      (I0, TB)          layer-0 input, column t*B + b
+    W      packed params     per (layer, direction) ld = l*D + d, at woff[ld] = (w_ih, w_hh,
+                             b_ih, b_hh) offsets (-1: no bias); PyTorch's row-major matrices
+    hist   (L*D, H, TB1)     h history. Forward direction: block 0 = h0, block t+1 = h_t.
+                             Reverse direction: block t = h_t, block T = h0. Either way a
+                             direction's outputs are TB contiguous columns of a row.
+    chist  (L*D, H, TB1)     c history (lstm)
+    G      (L*D, G*H, TB)    pre-activations, then the saved activations, column block t
+    HN     (L*D, H, TB)      gru: W_hn h_{t-1} + b_hn
+    TC     (L*D, H, TB)      lstm: tanh(c_t)
+
+Forward per (l, d): G = biases; G += W_ih @ input (one GEMM per input direction); then per
+step G[:, t] += W_hh @ h_prev and the cell's element-wise step. Backward per layer, top down:
+the reverse time loop makes dG (and dHN) and carries dh (dc); after it, dW_ih, dW_hh and the
+bias gradients are one GEMM or row sum each, and the gradient for the layer below
+(or x) is W_ih^T @ dG.
+"""
+
+import numpy as np
+from numba import njit
+
+from rnnfast._blas import gemm
+from rnnfast.cells import CELL_GRU, CELL_LSTM, CELL_RNN
+from rnnfast.cells.gru import gru_backward_step, gru_forward_step
+from rnnfast.cells.lstm import lstm_backward_step, lstm_forward_step
+from rnnfast.cells.rnn import rnn_backward_step, rnn_forward_step
+from rnnfast.cpu._linalg import mm, rowsum_acc
+
+
+@njit(cache=True, error_model="numpy")
+def _input_projection(l, D, GH, T, B, I0, H, X, W, w_ih, hist, Gv):
+    """Gv (GH, TB) += W_ih @ input of layer l (x, or both directions of layer l-1)."""
+    TB, TB1 = T * B, (T + 1) * B
+    if l == 0:
+        gemm(0, 0, GH, TB, I0, 1.0, W[w_ih:], I0, X, TB, 1.0, Gv, TB)
+    else:
+        for dp in range(D):
+            src = ((l - 1) * D + dp) * H * TB1 + (B if dp == 0 else 0)
+            gemm(0, 0, GH, TB, H, 1.0, W[w_ih + dp * H :], D * H, hist[src:], TB1, 1.0, Gv, TB)
+
+
+@njit(cache=True, error_model="numpy")
+def forward_kernel(
+    cell, act, L, D, T, B, I0, H,
+    X,  # (I0, TB)
+    W,  # packed parameters
+    woff,  # (L*D, 4) int64
+    h0,  # (L*D, H, B)
+    c0,  # (L*D, H, B) lstm, else unused
+    hist,  # (L*D, H, TB1) out
+    chist,  # (L*D, H, TB1) out, lstm
+    G,  # (L*D, GH, TB) out
+    HN,  # (L*D, H, TB) out, gru
+    TC,  # (L*D, H, TB) out, lstm
+):
+    GH = G.size // (L * D * T * B)
+    TB, TB1 = T * B, (T + 1) * B
+    for l in range(L):
+        for d in range(D):
+            ld = l * D + d
+            w_ih, w_hh, b_ih, b_hh = woff[ld, 0], woff[ld, 1], woff[ld, 2], woff[ld, 3]
+            Gv = G[ld * GH * TB : (ld + 1) * GH * TB]
+            hv = hist[ld * H * TB1 : (ld + 1) * H * TB1]
+            # biases first, so the input GEMM accumulates onto them (beta = 1)
+            for r in range(GH):
+                bias = 0.0
+                if b_ih >= 0:
+                    bias = W[b_ih + r]
+                    if cell != CELL_GRU or r < 2 * H:
+                        bias += W[b_hh + r]
+                Gv[r * TB : (r + 1) * TB] = bias
+            if cell == CELL_GRU:
+                HNv = HN[ld * H * TB : (ld + 1) * H * TB]
+                for r in range(H):
+                    HNv[r * TB : (r + 1) * TB] = W[b_hh + 2 * H + r] if b_hh >= 0 else 0.0
+            _input_projection(l, D, GH, T, B, I0, H, X, W, w_ih, hist, Gv)
+            h0blk = 0 if d == 0 else T
+            for j in range(H):
+                hv[j * TB1 + h0blk * B : j * TB1 + h0blk * B + B] = h0[(ld * H + j) * B : (ld * H + j + 1) * B]
+            if cell == CELL_LSTM:
+                cv = chist[ld * H * TB1 : (ld + 1) * H * TB1]
+                TCv = TC[ld * H * TB : (ld + 1) * H * TB]
+                for j in range(H):
+                    cv[j * TB1 + h0blk * B : j * TB1 + h0blk * B + B] = c0[(ld * H + j) * B : (ld * H + j + 1) * B]
+            for s in range(T):
+                t = s if d == 0 else T - 1 - s
+                hp = t if d == 0 else t + 1  # block of h_{t-1} (the previous step)
+                hq = t + 1 if d == 0 else t  # block of h_t
+                gq = t * B
+                if cell == CELL_GRU:
+                    mm(0, 2 * H, B, H, W[w_hh:], H, hv[hp * B :], TB1, 1.0, Gv[gq:], TB)
+                    mm(0, H, B, H, W[w_hh + 2 * H * H :], H, hv[hp * B :], TB1, 1.0, HNv[gq:], TB)
+                    gru_forward_step(Gv, HNv, hv, TB, TB1, gq, hp * B, hq * B, H, B)
+                else:
+                    mm(0, GH, B, H, W[w_hh:], H, hv[hp * B :], TB1, 1.0, Gv[gq:], TB)
+                    if cell == CELL_LSTM:
+                        lstm_forward_step(Gv, TCv, hv, cv, TB, TB1, gq, hp * B, hq * B, H, B)
+                    else:
+                        rnn_forward_step(Gv, hv, TB, TB1, gq, hq * B, H, B, act)
+
+
+@njit(cache=True, error_model="numpy")
+def backward_kernel(
+    cell, act, L, D, T, B, I0, H,
+    X,  # (I0, TB)
+    W,  # packed parameters
+    woff,  # (L*D, 4)
+    hist,  # (L*D, H, TB1)
+    chist,  # (L*D, H, TB1) lstm
+    G,  # (L*D, GH, TB)
+    HN,  # (L*D, H, TB) gru
+    TC,  # (L*D, H, TB) lstm
+    dout,  # (D, H, TB): gradient at the top layer's outputs
+    dh_n,  # (L*D, H, B)
+    dc_n,  # (L*D, H, B) lstm
+    dW,  # packed like W, accumulated
+    dX,  # (I0, TB) out
+    dh0,  # (L*D, H, B) out
+    dc0,  # (L*D, H, B) out, lstm
+):
+    GH = G.size // (L * D * T * B)
+    TB, TB1 = T * B, (T + 1) * B
+    dt = G.dtype
+    dG = np.empty(D * GH * TB, dt)
+    dHN = np.empty(D * H * TB if cell == CELL_GRU else 1, dt)
+    dO = dout.copy()  # gradient at the current layer's outputs
+    dO_below = np.empty(D * H * TB if L > 1 else 1, dt)
+    dh = np.empty(H * B, dt)
+    dc = np.empty(H * B, dt)
+    acc = np.empty(64, dt)
+    db = np.empty(GH, dt)
+    for l in range(L - 1, -1, -1):
+        for d in range(D):
+            ld = l * D + d
+            w_ih, w_hh, b_ih, b_hh = woff[ld, 0], woff[ld, 1], woff[ld, 2], woff[ld, 3]
+            Gv = G[ld * GH * TB : (ld + 1) * GH * TB]
+            hv = hist[ld * H * TB1 : (ld + 1) * H * TB1]
+            dGv = dG[d * GH * TB : (d + 1) * GH * TB]
+            dOv = dO[d * H * TB : (d + 1) * H * TB]
+            dh[:] = dh_n[ld * H * B : (ld + 1) * H * B]
+            if cell == CELL_LSTM:
+                cv = chist[ld * H * TB1 : (ld + 1) * H * TB1]
+                TCv = TC[ld * H * TB : (ld + 1) * H * TB]
+                dc[:] = dc_n[ld * H * B : (ld + 1) * H * B]
+            if cell == CELL_GRU:
+                HNv = HN[ld * H * TB : (ld + 1) * H * TB]
+                dHNv = dHN[d * H * TB : (d + 1) * H * TB]
+            for s in range(T):
+                t = T - 1 - s if d == 0 else s
+                hp = t if d == 0 else t + 1
+                gq = t * B
+                if cell == CELL_GRU:
+                    gru_backward_step(Gv, HNv, hv, dGv, dHNv, dOv, dh, TB, TB1, gq, hp * B, H, B)
+                    mm(1, H, B, 2 * H, W[w_hh:], H, dGv[gq:], TB, 1.0, dh, B)
+                    mm(1, H, B, H, W[w_hh + 2 * H * H :], H, dHNv[gq:], TB, 1.0, dh, B)
+                else:
+                    if cell == CELL_LSTM:
+                        lstm_backward_step(Gv, TCv, cv, dGv, dOv, dh, dc, TB, TB1, gq, hp * B, H, B)
+                    else:
+                        rnn_backward_step(Gv, dGv, dOv, dh, TB, gq, H, B, act)
+                    mm(1, H, B, GH, W[w_hh:], H, dGv[gq:], TB, 0.0, dh, B)
+            dh0[ld * H * B : (ld + 1) * H * B] = dh
+            if cell == CELL_LSTM:
+                dc0[ld * H * B : (ld + 1) * H * B] = dc
+            # weight gradients: one GEMM each over all time steps
+            if l == 0:
+                gemm(0, 1, GH, I0, TB, 1.0, dGv, TB, X, TB, 1.0, dW[w_ih:], I0)
+            else:
+                for dp in range(D):
+                    src = ((l - 1) * D + dp) * H * TB1 + (B if dp == 0 else 0)
+                    gemm(0, 1, GH, H, TB, 1.0, dGv, TB, hist[src:], TB1, 1.0, dW[w_ih + dp * H :], D * H)
+            hprev = hv[(0 if d == 0 else B) :]  # h_{t-1} for t = 0..T-1, TB columns
+            if cell == CELL_GRU:
+                gemm(0, 1, 2 * H, H, TB, 1.0, dGv, TB, hprev, TB1, 1.0, dW[w_hh:], H)
+                gemm(0, 1, H, H, TB, 1.0, dHNv, TB, hprev, TB1, 1.0, dW[w_hh + 2 * H * H :], H)
+            else:
+                gemm(0, 1, GH, H, TB, 1.0, dGv, TB, hprev, TB1, 1.0, dW[w_hh:], H)
+            if b_ih >= 0:
+                db[:] = 0
+                rowsum_acc(db, dGv, GH, TB, TB, acc)
+                dW[b_ih : b_ih + GH] += db
+                if cell == CELL_GRU:
+                    dW[b_hh : b_hh + 2 * H] += db[: 2 * H]
+                    rowsum_acc(dW[b_hh + 2 * H :], dHNv, H, TB, TB, acc)
+                else:
+                    dW[b_hh : b_hh + GH] += db
+        # gradient for the layer below (or x): W_ih^T @ dG, summed over directions
+        for d in range(D):
+            w_ih = woff[l * D + d, 0]
+            dGv = dG[d * GH * TB : (d + 1) * GH * TB]
+            beta = 0.0 if d == 0 else 1.0
+            if l == 0:
+                gemm(1, 0, I0, TB, GH, 1.0, W[w_ih:], I0, dGv, TB, beta, dX, TB)
+            else:
+                for dp in range(D):
+                    gemm(1, 0, H, TB, GH, 1.0, W[w_ih + dp * H :], D * H, dGv, TB, beta, dO_below[dp * H * TB :], TB)
+        if l > 0:
+            dO, dO_below = dO_below, dO
