@@ -38,8 +38,22 @@ def _xxgemm(typingctx, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, 
         intp = context.get_value_type(types.intp)
         fnty = ir.FunctionType(
             ir.IntType(32),
-            [_ll_char, _ll_char, _ll_char, intp, intp, intp, _ll_voidp, _ll_voidp, intp,
-             _ll_voidp, intp, _ll_voidp, _ll_voidp, intp],
+            [
+                _ll_char,
+                _ll_char,
+                _ll_char,
+                intp,
+                intp,
+                intp,
+                _ll_voidp,
+                _ll_voidp,
+                intp,
+                _ll_voidp,
+                intp,
+                _ll_voidp,
+                _ll_voidp,
+                intp,
+            ],
         )
         fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
         kind = ir.Constant(_ll_char, ord("s" if dtype == types.float32 else "d"))
@@ -47,8 +61,9 @@ def _xxgemm(typingctx, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, 
         def trans_char(val, ty):
             flag = context.cast(builder, val, ty, types.intp)
             is_t = builder.icmp_signed("!=", flag, ir.Constant(intp, 0))
-            return builder.select(is_t, ir.Constant(_ll_char, ord("t")),
-                                  ir.Constant(_ll_char, ord("n")))
+            return builder.select(
+                is_t, ir.Constant(_ll_char, ord("t")), ir.Constant(_ll_char, ord("n"))
+            )
 
         def as_intp(val, ty):
             return context.cast(builder, val, ty, types.intp)
@@ -62,13 +77,25 @@ def _xxgemm(typingctx, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, 
             return builder.bitcast(arr.data, _ll_voidp)
 
         sa, sb = sig.args[0], sig.args[1]
-        res = builder.call(fn, (
-            kind, trans_char(ta, sa), trans_char(tb, sb),
-            as_intp(m_, sig.args[2]), as_intp(n_, sig.args[3]), as_intp(k_, sig.args[4]),
-            slot(alpha_, sig.args[5]), data(a_, sig.args[6]), as_intp(lda_, sig.args[7]),
-            data(b_, sig.args[8]), as_intp(ldb_, sig.args[9]),
-            slot(beta_, sig.args[10]), data(c_, sig.args[11]), as_intp(ldc_, sig.args[12]),
-        ))
+        res = builder.call(
+            fn,
+            (
+                kind,
+                trans_char(ta, sa),
+                trans_char(tb, sb),
+                as_intp(m_, sig.args[2]),
+                as_intp(n_, sig.args[3]),
+                as_intp(k_, sig.args[4]),
+                slot(alpha_, sig.args[5]),
+                data(a_, sig.args[6]),
+                as_intp(lda_, sig.args[7]),
+                data(b_, sig.args[8]),
+                as_intp(ldb_, sig.args[9]),
+                slot(beta_, sig.args[10]),
+                data(c_, sig.args[11]),
+                as_intp(ldc_, sig.args[12]),
+            ),
+        )
         return res
 
     return sig, codegen

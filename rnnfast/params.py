@@ -12,6 +12,7 @@ Default init is PyTorch's: every entry ~ U(-1/sqrt(H), 1/sqrt(H)).
 """
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -59,6 +60,11 @@ def check_dtype(dtype: object) -> np.dtype:
 
 def param_shapes(spec: Spec) -> dict[str, tuple[int, ...]]:
     """Keys and shapes of the parameter dict for a structure, in PyTorch's order."""
+    return dict(_param_shapes(spec))
+
+
+@lru_cache(maxsize=256)
+def _param_shapes(spec: Spec) -> tuple[tuple[str, tuple[int, ...]], ...]:
     gh = spec.gates * spec.hidden_size
     shapes: dict[str, tuple[int, ...]] = {}
     for layer in range(spec.num_layers):
@@ -69,7 +75,7 @@ def param_shapes(spec: Spec) -> dict[str, tuple[int, ...]]:
             if spec.bias:
                 shapes[f"bias_ih_l{layer}{sfx}"] = (gh,)
                 shapes[f"bias_hh_l{layer}{sfx}"] = (gh,)
-    return shapes
+    return tuple(shapes.items())
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -113,8 +119,11 @@ def init_params(
     }
 
 
-def infer_spec(cell: str, params: object) -> Spec:
-    """Read the structure from a parameter dict and check every key, shape and dtype."""
+def infer_spec(cell: str, params: object, *, check_values: bool = True) -> Spec:
+    """Read the structure from a parameter dict and check every key, shape and dtype.
+
+    check_values also rejects NaN and infinite entries.
+    """
     check_cell(cell)
     if not isinstance(params, dict):
         raise ValueError(f"params: expected a dict of arrays, got {type(params).__name__}")
@@ -127,7 +136,9 @@ def infer_spec(cell: str, params: object) -> Spec:
             raise ValueError(f"params[{key!r}]: expected a 2-D numpy array, got {_describe(w)}")
     hidden = w_hh.shape[1]
     if hidden < 1:
-        raise ValueError(f"params['weight_hh_l0']: expected hidden size >= 1, got shape {w_hh.shape}")
+        raise ValueError(
+            f"params['weight_hh_l0']: expected hidden size >= 1, got shape {w_hh.shape}"
+        )
     num_layers = 0
     while f"weight_ih_l{num_layers}" in params:
         num_layers += 1
@@ -141,8 +152,10 @@ def infer_spec(cell: str, params: object) -> Spec:
         dtype=w_ih.dtype,
     )
     if spec.dtype not in DTYPES:
-        raise ValueError(f"params['weight_ih_l0']: expected dtype float32 or float64, got {spec.dtype}")
-    expected = param_shapes(spec)
+        raise ValueError(
+            f"params['weight_ih_l0']: expected dtype float32 or float64, got {spec.dtype}"
+        )
+    expected = dict(_param_shapes(spec))
     missing = [k for k in expected if k not in params]
     if missing:
         raise ValueError(f"params: missing key(s) {missing} for a {_describe_spec(spec)}")
@@ -156,8 +169,10 @@ def infer_spec(cell: str, params: object) -> Spec:
         if w.shape != shape:
             raise ValueError(f"params[{key!r}]: expected shape {shape}, got {w.shape}")
         if w.dtype != spec.dtype:
-            raise ValueError(f"params[{key!r}]: expected dtype {spec.dtype} (as weight_ih_l0), got {w.dtype}")
-        if not np.isfinite(w).all():
+            raise ValueError(
+                f"params[{key!r}]: expected dtype {spec.dtype} (as weight_ih_l0), got {w.dtype}"
+            )
+        if check_values and not np.isfinite(w).all():
             raise ValueError(f"params[{key!r}]: contains NaN or infinite values")
     return spec
 

@@ -22,7 +22,13 @@ def gru_forward_step(
     G,  # (3H, ldg): pre-activations at column gq -> activations r, z, n
     HN,  # (H, ldg): hn = W_hn h_{t-1} + b_hn at column gq
     hist,  # (H, ldh): h_{t-1} at column hp, h_t written at column hq
-    ldg, ldh, gq, hp, hq, H, B,
+    ldg,
+    ldh,
+    gq,
+    hp,
+    hq,
+    H,
+    B,
 ):
     for j in range(H):
         r = j * ldg + gq
@@ -51,7 +57,12 @@ def gru_backward_step(
     dHN,  # (H, ldg): d loss / d hn written at column gq
     dout,  # (H, ldg): gradient arriving at h_t from above, column gq
     dh,  # (H, B): in: gradient from step t+1; out: dh * z (the direct path to h_{t-1})
-    ldg, ldh, gq, hp, H, B,
+    ldg,
+    ldh,
+    gq,
+    hp,
+    H,
+    B,
 ):
     for j in range(H):
         r = j * ldg + gq

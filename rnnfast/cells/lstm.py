@@ -25,7 +25,13 @@ def lstm_forward_step(
     TC,  # (H, ldg): tanh(c_t) written at column gq
     hist,  # (H, ldh): h_t written at column hq
     chist,  # (H, ldh): c_{t-1} read at column hp, c_t written at column hq
-    ldg, ldh, gq, hp, hq, H, B,
+    ldg,
+    ldh,
+    gq,
+    hp,
+    hq,
+    H,
+    B,
 ):
     for j in range(H):
         gi = G[j * ldg + gq : j * ldg + gq + B]
@@ -61,7 +67,12 @@ def lstm_backward_step(
     dout,  # (H, ldg): gradient arriving at h_t from above, column gq
     dh,  # (H, B): in: gradient from step t+1; out: total gradient at h_t
     dc,  # (H, B): in: gradient at c_t from step t+1; out: gradient at c_{t-1}
-    ldg, ldh, gq, hp, H, B,
+    ldg,
+    ldh,
+    gq,
+    hp,
+    H,
+    B,
 ):
     for j in range(H):
         r = j * ldg + gq

@@ -19,7 +19,13 @@ from rnnfast.cells._math import vsigmoid, vtanh
 def rnn_forward_step(
     G,  # (H, ldg): pre-activations at column gq -> activations
     hist,  # (H, ldh): h_t written at column hq
-    ldg, ldh, gq, hq, H, B, act,
+    ldg,
+    ldh,
+    gq,
+    hq,
+    H,
+    B,
+    act,
 ):
     for j in range(H):
         g = G[j * ldg + gq : j * ldg + gq + B]
@@ -42,7 +48,11 @@ def rnn_backward_step(
     dG,  # (H, ldg): d loss / d a_t written at column gq
     dout,  # (H, ldg): gradient arriving at h_t from above, column gq
     dh,  # (H, B): in: gradient from step t+1; out: total gradient at h_t
-    ldg, gq, H, B, act,
+    ldg,
+    gq,
+    H,
+    B,
+    act,
 ):
     for j in range(H):
         y = G[j * ldg + gq : j * ldg + gq + B]

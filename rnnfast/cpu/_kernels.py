@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit
 
 from rnnfast._blas import gemm
-from rnnfast.cells import CELL_GRU, CELL_LSTM, CELL_RNN
+from rnnfast.cells import CELL_GRU, CELL_LSTM
 from rnnfast.cells.gru import gru_backward_step, gru_forward_step
 from rnnfast.cells.lstm import lstm_backward_step, lstm_forward_step
 from rnnfast.cells.rnn import rnn_backward_step, rnn_forward_step
@@ -45,19 +45,82 @@ def _input_projection(l, D, GH, T, B, I0, H, X, W, w_ih, hist, Gv):
 
 @njit(cache=True, error_model="numpy")
 def forward_kernel(
-    cell, act, L, D, T, B, I0, H,
-    X,  # (I0, TB)
+    cell,
+    act,
+    D,
+    H,
+    x,  # (T, B, I0)
     W,  # packed parameters
     woff,  # (L*D, 4) int64
-    h0,  # (L*D, H, B)
-    c0,  # (L*D, H, B) lstm, else unused
+    h0,  # (L*D, B, H)
+    c0,  # (L*D, B, H) lstm, else unused
+):
+    """Returns out (T, B, D*H), h_n, c_n (L*D, B, H) and the buffers backward needs."""
+    T, B, I0 = x.shape
+    L = woff.shape[0] // D
+    GH = H * (4 if cell == CELL_LSTM else 3 if cell == CELL_GRU else 1)
+    TB, TB1, LD = T * B, (T + 1) * B, L * D
+    dt = W.dtype
+    X = np.empty(I0 * TB, dt)
+    for t in range(T):
+        for b in range(B):
+            for i in range(I0):
+                X[i * TB + t * B + b] = x[t, b, i]
+    hist = np.empty(LD * H * TB1, dt)
+    chist = np.empty(LD * H * TB1 if cell == CELL_LSTM else 1, dt)
+    G = np.empty(LD * GH * TB, dt)
+    HN = np.empty(LD * H * TB if cell == CELL_GRU else 1, dt)
+    TC = np.empty(LD * H * TB if cell == CELL_LSTM else 1, dt)
+    _forward_layers(cell, act, L, D, T, B, I0, H, GH, X, W, woff, h0, c0, hist, chist, G, HN, TC)
+    out = np.empty((T, B, D * H), dt)
+    for d in range(D):
+        off = (L - 1) * D + d
+        col = B if d == 0 else 0
+        for j in range(H):
+            row = hist[(off * H + j) * TB1 + col : (off * H + j) * TB1 + col + TB]
+            for t in range(T):
+                for b in range(B):
+                    out[t, b, d * H + j] = row[t * B + b]
+    h_n = _final_state(hist, L, D, T, B, H)
+    c_n = _final_state(chist, L, D, T, B, H) if cell == CELL_LSTM else np.empty((0, B, H), dt)
+    return out, h_n, c_n, X, hist, chist, G, HN, TC
+
+
+@njit(cache=True, error_model="numpy")
+def _final_state(hist, L, D, T, B, H):
+    """(L*D, B, H): the block written last by each (layer, direction)."""
+    TB1 = (T + 1) * B
+    s = np.empty((L * D, B, H), hist.dtype)
+    for ld in range(L * D):
+        blk = T if ld % D == 0 else 0
+        for j in range(H):
+            for b in range(B):
+                s[ld, b, j] = hist[(ld * H + j) * TB1 + blk * B + b]
+    return s
+
+
+@njit(cache=True, error_model="numpy")
+def _forward_layers(
+    cell,
+    act,
+    L,
+    D,
+    T,
+    B,
+    I0,
+    H,
+    GH,
+    X,  # (I0, TB)
+    W,  # packed parameters
+    woff,  # (L*D, 4)
+    h0,  # (L*D, B, H)
+    c0,  # (L*D, B, H) lstm
     hist,  # (L*D, H, TB1) out
     chist,  # (L*D, H, TB1) out, lstm
     G,  # (L*D, GH, TB) out
     HN,  # (L*D, H, TB) out, gru
     TC,  # (L*D, H, TB) out, lstm
 ):
-    GH = G.size // (L * D * T * B)
     TB, TB1 = T * B, (T + 1) * B
     for l in range(L):
         for d in range(D):
@@ -80,12 +143,14 @@ def forward_kernel(
             _input_projection(l, D, GH, T, B, I0, H, X, W, w_ih, hist, Gv)
             h0blk = 0 if d == 0 else T
             for j in range(H):
-                hv[j * TB1 + h0blk * B : j * TB1 + h0blk * B + B] = h0[(ld * H + j) * B : (ld * H + j + 1) * B]
+                for b in range(B):
+                    hv[j * TB1 + h0blk * B + b] = h0[ld, b, j]
             if cell == CELL_LSTM:
                 cv = chist[ld * H * TB1 : (ld + 1) * H * TB1]
                 TCv = TC[ld * H * TB : (ld + 1) * H * TB]
                 for j in range(H):
-                    cv[j * TB1 + h0blk * B : j * TB1 + h0blk * B + B] = c0[(ld * H + j) * B : (ld * H + j + 1) * B]
+                    for b in range(B):
+                        cv[j * TB1 + h0blk * B + b] = c0[ld, b, j]
             for s in range(T):
                 t = s if d == 0 else T - 1 - s
                 hp = t if d == 0 else t + 1  # block of h_{t-1} (the previous step)
@@ -105,7 +170,10 @@ def forward_kernel(
 
 @njit(cache=True, error_model="numpy")
 def backward_kernel(
-    cell, act, L, D, T, B, I0, H,
+    cell,
+    act,
+    D,
+    H,
     X,  # (I0, TB)
     W,  # packed parameters
     woff,  # (L*D, 4)
@@ -114,20 +182,29 @@ def backward_kernel(
     G,  # (L*D, GH, TB)
     HN,  # (L*D, H, TB) gru
     TC,  # (L*D, H, TB) lstm
-    dout,  # (D, H, TB): gradient at the top layer's outputs
-    dh_n,  # (L*D, H, B)
-    dc_n,  # (L*D, H, B) lstm
-    dW,  # packed like W, accumulated
-    dX,  # (I0, TB) out
-    dh0,  # (L*D, H, B) out
-    dc0,  # (L*D, H, B) out, lstm
+    dout,  # (T, B, D*H): gradient at the top layer's outputs
+    dh_n,  # (L*D, B, H)
+    dc_n,  # (L*D, B, H) lstm
 ):
-    GH = G.size // (L * D * T * B)
-    TB, TB1 = T * B, (T + 1) * B
+    """Returns dW (packed like W), dx (T, B, I0), dh0 and dc0 (L*D, B, H)."""
+    T, B, _ = dout.shape
+    L = woff.shape[0] // D
+    LD, TB, TB1 = L * D, T * B, (T + 1) * B
+    I0 = X.size // TB
+    GH = G.size // (LD * TB)
     dt = G.dtype
+    dO = np.empty(D * H * TB, dt)  # gradient at the current layer's outputs
+    for d in range(D):
+        for j in range(H):
+            for t in range(T):
+                for b in range(B):
+                    dO[(d * H + j) * TB + t * B + b] = dout[t, b, d * H + j]
+    dW = np.zeros_like(W)
+    dX = np.empty(I0 * TB, dt)
+    dh0 = np.empty((LD, B, H), dt)
+    dc0 = np.empty((LD if cell == CELL_LSTM else 0, B, H), dt)
     dG = np.empty(D * GH * TB, dt)
     dHN = np.empty(D * H * TB if cell == CELL_GRU else 1, dt)
-    dO = dout.copy()  # gradient at the current layer's outputs
     dO_below = np.empty(D * H * TB if L > 1 else 1, dt)
     dh = np.empty(H * B, dt)
     dc = np.empty(H * B, dt)
@@ -141,11 +218,15 @@ def backward_kernel(
             hv = hist[ld * H * TB1 : (ld + 1) * H * TB1]
             dGv = dG[d * GH * TB : (d + 1) * GH * TB]
             dOv = dO[d * H * TB : (d + 1) * H * TB]
-            dh[:] = dh_n[ld * H * B : (ld + 1) * H * B]
+            for j in range(H):
+                for b in range(B):
+                    dh[j * B + b] = dh_n[ld, b, j]
             if cell == CELL_LSTM:
                 cv = chist[ld * H * TB1 : (ld + 1) * H * TB1]
                 TCv = TC[ld * H * TB : (ld + 1) * H * TB]
-                dc[:] = dc_n[ld * H * B : (ld + 1) * H * B]
+                for j in range(H):
+                    for b in range(B):
+                        dc[j * B + b] = dc_n[ld, b, j]
             if cell == CELL_GRU:
                 HNv = HN[ld * H * TB : (ld + 1) * H * TB]
                 dHNv = dHN[d * H * TB : (d + 1) * H * TB]
@@ -163,16 +244,32 @@ def backward_kernel(
                     else:
                         rnn_backward_step(Gv, dGv, dOv, dh, TB, gq, H, B, act)
                     mm(1, H, B, GH, W[w_hh:], H, dGv[gq:], TB, 0.0, dh, B)
-            dh0[ld * H * B : (ld + 1) * H * B] = dh
-            if cell == CELL_LSTM:
-                dc0[ld * H * B : (ld + 1) * H * B] = dc
+            for j in range(H):
+                for b in range(B):
+                    dh0[ld, b, j] = dh[j * B + b]
+                    if cell == CELL_LSTM:
+                        dc0[ld, b, j] = dc[j * B + b]
             # weight gradients: one GEMM each over all time steps
             if l == 0:
                 gemm(0, 1, GH, I0, TB, 1.0, dGv, TB, X, TB, 1.0, dW[w_ih:], I0)
             else:
                 for dp in range(D):
                     src = ((l - 1) * D + dp) * H * TB1 + (B if dp == 0 else 0)
-                    gemm(0, 1, GH, H, TB, 1.0, dGv, TB, hist[src:], TB1, 1.0, dW[w_ih + dp * H :], D * H)
+                    gemm(
+                        0,
+                        1,
+                        GH,
+                        H,
+                        TB,
+                        1.0,
+                        dGv,
+                        TB,
+                        hist[src:],
+                        TB1,
+                        1.0,
+                        dW[w_ih + dp * H :],
+                        D * H,
+                    )
             hprev = hv[(0 if d == 0 else B) :]  # h_{t-1} for t = 0..T-1, TB columns
             if cell == CELL_GRU:
                 gemm(0, 1, 2 * H, H, TB, 1.0, dGv, TB, hprev, TB1, 1.0, dW[w_hh:], H)
@@ -197,6 +294,26 @@ def backward_kernel(
                 gemm(1, 0, I0, TB, GH, 1.0, W[w_ih:], I0, dGv, TB, beta, dX, TB)
             else:
                 for dp in range(D):
-                    gemm(1, 0, H, TB, GH, 1.0, W[w_ih + dp * H :], D * H, dGv, TB, beta, dO_below[dp * H * TB :], TB)
+                    gemm(
+                        1,
+                        0,
+                        H,
+                        TB,
+                        GH,
+                        1.0,
+                        W[w_ih + dp * H :],
+                        D * H,
+                        dGv,
+                        TB,
+                        beta,
+                        dO_below[dp * H * TB :],
+                        TB,
+                    )
         if l > 0:
             dO, dO_below = dO_below, dO
+    dx = np.empty((T, B, I0), dt)
+    for t in range(T):
+        for b in range(B):
+            for i in range(I0):
+                dx[t, b, i] = dX[i * TB + t * B + b]
+    return dW, dx, dh0, dc0
