@@ -41,7 +41,7 @@ class Cache:
 
 
 def _backend(backend: object):
-    if backend not in BACKENDS:
+    if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {sorted(BACKENDS)}, got {backend!r}")
     return import_module(BACKENDS[backend])  # type: ignore[index]
 
@@ -85,9 +85,11 @@ def _state_pair(cell: str, name: str, state: object, shape: tuple[int, ...], dty
         return h, (np.zeros(shape, dtype) if cell == "lstm" else None)
     if cell == "lstm":
         if not isinstance(state, tuple | list) or len(state) != 2:
+            got = type(state).__name__
+            if isinstance(state, tuple | list):
+                got += f" of length {len(state)}"
             raise ValueError(
-                f"{name}: expected a tuple (h, c) of arrays of shape {shape} for lstm, "
-                f"got {type(state).__name__}"
+                f"{name}: expected a tuple (h, c) of arrays of shape {shape} for lstm, got {got}"
             )
         return (
             _check_array(f"{name}[0] (h)", state[0], shape, dtype),

@@ -43,17 +43,19 @@ class Spec:
 
 
 def check_cell(cell: object) -> str:
-    if cell not in GATES:
+    if not isinstance(cell, str) or cell not in GATES:
         raise ValueError(f"cell: expected one of {sorted(GATES)}, got {cell!r}")
     return cell  # type: ignore[return-value]
 
 
 def check_dtype(dtype: object) -> np.dtype:
-    try:
-        dt = np.dtype(dtype)  # type: ignore[arg-type]
-    except TypeError:
-        dt = None
-    if dt not in DTYPES:
+    dt = None
+    if dtype is not None:
+        try:
+            dt = np.dtype(dtype)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            dt = None
+    if dt is None or dt not in DTYPES:
         raise ValueError(f"dtype: expected float32 or float64, got {dtype!r}")
     return dt
 
@@ -109,8 +111,10 @@ def init_params(
         bias=bool(bias),
         dtype=check_dtype(dtype),
     )
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
-        raise ValueError(f"seed: expected an integer or None, got {seed!r}")
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
+    ):
+        raise ValueError(f"seed: expected an integer >= 0 or None, got {seed!r}")
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(spec.hidden_size)
     return {

@@ -204,7 +204,7 @@ def backward(spec: Spec, nonlinearity: str, params: dict, data, dout, dh_n, dc_n
                 if spec.bias:
                     grads[k["bias_ih"]] += da_i.sum(axis=0)
                     grads[k["bias_hh"]] += da_h.sum(axis=0)
-                dinp[t] = da_i @ w_ih
+                dinp[t] += da_i @ w_ih
                 dh = da_h @ w_hh
                 if dh_direct is not None:
                     dh = dh + dh_direct
