@@ -189,7 +189,7 @@ def backward_kernel(
     """Returns dW (packed like W), dx (T, B, I0), dh0 and dc0 (L*D, B, H)."""
     T, B, _ = dout.shape
     L = woff.shape[0] // D
-    LD, TB, TB1 = L * D, T * B, (T + 1) * B
+    LD, TB = L * D, T * B
     I0 = X.size // TB
     GH = G.size // (LD * TB)
     dt = G.dtype
@@ -203,13 +203,87 @@ def backward_kernel(
     dX = np.empty(I0 * TB, dt)
     dh0 = np.empty((LD, B, H), dt)
     dc0 = np.empty((LD if cell == CELL_LSTM else 0, B, H), dt)
-    dG = np.empty(D * GH * TB, dt)
-    dHN = np.empty(D * H * TB if cell == CELL_GRU else 1, dt)
-    dO_below = np.empty(D * H * TB if L > 1 else 1, dt)
-    dh = np.empty(H * B, dt)
-    dc = np.empty(H * B, dt)
-    acc = np.empty(64, dt)
-    db = np.empty(GH, dt)
+    scratch = backward_scratch(cell, L, D, T, B, H, GH, dt)
+    backward_layers(
+        cell,
+        act,
+        L,
+        D,
+        T,
+        B,
+        I0,
+        H,
+        GH,
+        X,
+        W,
+        woff,
+        hist,
+        chist,
+        G,
+        HN,
+        TC,
+        dO,
+        scratch,
+        dh_n,
+        dc_n,
+        dW,
+        dX,
+        dh0,
+        dc0,
+    )
+    dx = np.empty((T, B, I0), dt)
+    for t in range(T):
+        for b in range(B):
+            for i in range(I0):
+                dx[t, b, i] = dX[i * TB + t * B + b]
+    return dW, dx, dh0, dc0
+
+
+@njit(cache=True)
+def backward_scratch(cell, L, D, T, B, H, GH, dt):
+    """Work buffers of backward_layers: dG, dHN, dO_below, dh, dc, acc, db."""
+    TB = T * B
+    return (
+        np.empty(D * GH * TB, dt),
+        np.empty(D * H * TB if cell == CELL_GRU else 1, dt),
+        np.empty(D * H * TB if L > 1 else 1, dt),
+        np.empty(H * B, dt),
+        np.empty(H * B, dt),
+        np.empty(64, dt),
+        np.empty(GH, dt),
+    )
+
+
+@njit(cache=True, error_model="numpy")
+def backward_layers(
+    cell,
+    act,
+    L,
+    D,
+    T,
+    B,
+    I0,
+    H,
+    GH,
+    X,  # (I0, TB)
+    W,  # packed parameters
+    woff,  # (L*D, 4)
+    hist,  # (L*D, H, TB1)
+    chist,  # (L*D, H, TB1) lstm
+    G,  # (L*D, GH, TB)
+    HN,  # (L*D, H, TB) gru
+    TC,  # (L*D, H, TB) lstm
+    dO,  # (D, H, TB): gradient at the top layer's outputs; overwritten
+    scratch,  # from backward_scratch
+    dh_n,  # (L*D, B, H)
+    dc_n,  # (L*D, B, H) lstm
+    dW,  # packed like W: accumulated
+    dX,  # (I0, TB) out; size 0 to skip the input gradient
+    dh0,  # (L*D, B, H) out
+    dc0,  # (L*D, B, H) out, lstm
+):
+    TB, TB1 = T * B, (T + 1) * B
+    dG, dHN, dO_below, dh, dc, acc, db = scratch
     for l in range(L - 1, -1, -1):
         for d in range(D):
             ld = l * D + d
@@ -291,7 +365,8 @@ def backward_kernel(
             dGv = dG[d * GH * TB : (d + 1) * GH * TB]
             beta = 0.0 if d == 0 else 1.0
             if l == 0:
-                gemm(1, 0, I0, TB, GH, 1.0, W[w_ih:], I0, dGv, TB, beta, dX, TB)
+                if dX.size > 0:
+                    gemm(1, 0, I0, TB, GH, 1.0, W[w_ih:], I0, dGv, TB, beta, dX, TB)
             else:
                 for dp in range(D):
                     gemm(
@@ -311,9 +386,3 @@ def backward_kernel(
                     )
         if l > 0:
             dO, dO_below = dO_below, dO
-    dx = np.empty((T, B, I0), dt)
-    for t in range(T):
-        for b in range(B):
-            for i in range(I0):
-                dx[t, b, i] = dX[i * TB + t * B + b]
-    return dW, dx, dh0, dc0
