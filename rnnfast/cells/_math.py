@@ -106,29 +106,31 @@ def vsigmoid(x):
 
 
 def _parts_for(x):
+    """The reduction for x's type and the constants 1 and 2 in that type (an int or float64
+    literal would promote float32 arithmetic to float64 and halve the vector width)."""
     if x == types.float64:
-        return _expm1_parts64
+        return _expm1_parts64, np.float64(1), np.float64(2)
     if x == types.float32:
-        return _expm1_parts32
-    return None
+        return _expm1_parts32, np.float32(1), np.float32(2)
+    return None, None, None
 
 
 @overload(vexpm1)
 def _ov_vexpm1(x):
-    parts = _parts_for(x)
+    parts, one, _ = _parts_for(x)
     if parts is None:
         return None
 
     def impl(x):
         scale, p = parts(x)
-        return scale * p + (scale - 1)
+        return scale * p + (scale - one)
 
     return impl
 
 
 @overload(vexp)
 def _ov_vexp(x):
-    parts = _parts_for(x)
+    parts, _, _ = _parts_for(x)
     if parts is None:
         return None
 
@@ -141,26 +143,26 @@ def _ov_vexp(x):
 
 @overload(vtanh)
 def _ov_vtanh(x):
-    parts = _parts_for(x)
+    parts, one, two = _parts_for(x)
     if parts is None:
         return None
 
     def impl(x):
-        scale, p = parts(-2 * abs(x))
-        u = scale * p + (scale - 1)  # expm1(-2|x|) in (-1, 0]
-        return np.copysign(-u / (2 + u), x)
+        scale, p = parts(-two * abs(x))
+        u = scale * p + (scale - one)  # expm1(-2|x|) in (-1, 0]
+        return np.copysign(-u / (two + u), x)
 
     return impl
 
 
 @overload(vsigmoid)
 def _ov_vsigmoid(x):
-    parts = _parts_for(x)
+    parts, one, _ = _parts_for(x)
     if parts is None:
         return None
 
     def impl(x):
         scale, p = parts(-x)
-        return 1 / (1 + (scale * p + scale))
+        return one / (one + (scale * p + scale))
 
     return impl

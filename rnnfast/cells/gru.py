@@ -64,6 +64,7 @@ def gru_backward_step(
     H,
     B,
 ):
+    one = G.dtype.type(1)
     for j in range(H):
         r = j * ldg + gq
         d = dh[j * B : j * B + B]
@@ -76,14 +77,14 @@ def gru_backward_step(
         dgz = dG[H * ldg + r : H * ldg + r + B]
         dgn = dG[2 * H * ldg + r : 2 * H * ldg + r + B]
         for b in range(B):
-            dgz[b] = d[b] * (hp_[b] - gn[b]) * gz[b] * (1 - gz[b])
-            dgn[b] = d[b] * (1 - gz[b]) * (1 - gn[b] * gn[b])
+            dgz[b] = d[b] * (hp_[b] - gn[b]) * gz[b] * (one - gz[b])
+            dgn[b] = d[b] * (one - gz[b]) * (one - gn[b] * gn[b])
         gr = G[r : r + B]
         hn = HN[r : r + B]
         dgr = dG[r : r + B]
         dhn = dHN[r : r + B]
         for b in range(B):
             dhn[b] = dgn[b] * gr[b]
-            dgr[b] = dgn[b] * hn[b] * gr[b] * (1 - gr[b])
+            dgr[b] = dgn[b] * hn[b] * gr[b] * (one - gr[b])
         for b in range(B):
             d[b] *= gz[b]

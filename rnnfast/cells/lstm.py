@@ -74,6 +74,7 @@ def lstm_backward_step(
     H,
     B,
 ):
+    one = G.dtype.type(1)
     for j in range(H):
         r = j * ldg + gq
         d = dh[j * B : j * B + B]
@@ -85,18 +86,18 @@ def lstm_backward_step(
         go = G[3 * H * ldg + r : 3 * H * ldg + r + B]
         dgo = dG[3 * H * ldg + r : 3 * H * ldg + r + B]
         for b in range(B):
-            dgo[b] = d[b] * tc[b] * go[b] * (1 - go[b])
-            dcj[b] += d[b] * go[b] * (1 - tc[b] * tc[b])
+            dgo[b] = d[b] * tc[b] * go[b] * (one - go[b])
+            dcj[b] += d[b] * go[b] * (one - tc[b] * tc[b])
         gi = G[r : r + B]
         gg = G[2 * H * ldg + r : 2 * H * ldg + r + B]
         dgi = dG[r : r + B]
         dgg = dG[2 * H * ldg + r : 2 * H * ldg + r + B]
         for b in range(B):
-            dgi[b] = dcj[b] * gg[b] * gi[b] * (1 - gi[b])
-            dgg[b] = dcj[b] * gi[b] * (1 - gg[b] * gg[b])
+            dgi[b] = dcj[b] * gg[b] * gi[b] * (one - gi[b])
+            dgg[b] = dcj[b] * gi[b] * (one - gg[b] * gg[b])
         gf = G[H * ldg + r : H * ldg + r + B]
         dgf = dG[H * ldg + r : H * ldg + r + B]
         cp = chist[j * ldh + hp : j * ldh + hp + B]
         for b in range(B):
-            dgf[b] = dcj[b] * cp[b] * gf[b] * (1 - gf[b])
+            dgf[b] = dcj[b] * cp[b] * gf[b] * (one - gf[b])
             dcj[b] *= gf[b]

@@ -27,6 +27,7 @@ def rnn_forward_step(
     B,
     act,
 ):
+    zero = G.dtype.type(0)
     for j in range(H):
         g = G[j * ldg + gq : j * ldg + gq + B]
         h = hist[j * ldh + hq : j * ldh + hq + B]
@@ -35,7 +36,7 @@ def rnn_forward_step(
                 g[b] = vtanh(g[b])
         elif act == ACT_RELU:
             for b in range(B):
-                g[b] = max(g[b], 0)
+                g[b] = max(g[b], zero)
         else:
             for b in range(B):
                 g[b] = vsigmoid(g[b])
@@ -54,6 +55,7 @@ def rnn_backward_step(
     B,
     act,
 ):
+    one, zero = G.dtype.type(1), G.dtype.type(0)
     for j in range(H):
         y = G[j * ldg + gq : j * ldg + gq + B]
         dg = dG[j * ldg + gq : j * ldg + gq + B]
@@ -63,10 +65,10 @@ def rnn_backward_step(
             d[b] += do[b]
         if act == ACT_TANH:
             for b in range(B):
-                dg[b] = d[b] * (1 - y[b] * y[b])
+                dg[b] = d[b] * (one - y[b] * y[b])
         elif act == ACT_RELU:
             for b in range(B):
-                dg[b] = d[b] if y[b] > 0 else 0
+                dg[b] = d[b] if y[b] > zero else zero
         else:
             for b in range(B):
-                dg[b] = d[b] * y[b] * (1 - y[b])
+                dg[b] = d[b] * y[b] * (one - y[b])
