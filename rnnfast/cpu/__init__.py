@@ -3,7 +3,8 @@
 The kernels (rnnfast/cpu/_kernels.py) take the public time-major arrays, move them into
 feature-major (F, T*B) buffers and back themselves, so a call costs one pack of the
 parameters and one compiled call each way. One compiled forward and one backward kernel
-serve every cell, depth and direction for a dtype.
+serve every cell, depth and direction for a dtype. Work buffers come from a pool
+(rnnfast/cpu/_workspace.py).
 
 Gradients are taken at the parameter values the forward pass used (saved in the cache).
 """
@@ -13,7 +14,8 @@ from functools import lru_cache
 import numpy as np
 
 from rnnfast.cells import ACT_CODES, CELL_CODES
-from rnnfast.cpu._kernels import backward_kernel, forward_kernel
+from rnnfast.cpu._kernels import backward_kernel, buffer_offsets, forward_kernel
+from rnnfast.cpu._workspace import POOL
 from rnnfast.params import Spec, param_shapes
 
 _KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -36,47 +38,52 @@ def _layout(spec: Spec):
     return tuple(entries), woff
 
 
+class _Saved:
+    """What forward keeps for backward; its buffers go back to the pool when it dies."""
+
+    __slots__ = ("W", "buf", "__weakref__")
+
+    def __init__(self, W: np.ndarray, buf: np.ndarray) -> None:
+        self.W, self.buf = W, buf
+        POOL.give_when_dead(self, buf)
+
+
+@lru_cache(maxsize=256)
+def _sizes(spec: Spec, T: int, B: int) -> tuple[int, int]:
+    """Sizes of forward's saved buffer and backward's scratch buffer."""
+    so, co = buffer_offsets(
+        CELL_CODES[spec.cell], spec.num_layers, spec.directions, T, B, spec.input_size,
+        spec.hidden_size,
+    )  # fmt: skip
+    return int(so[-1]), int(co[-1])
+
+
 def forward(spec: Spec, nonlinearity: str, params, x, h0, c0):
     entries, woff = _layout(spec)
     W = np.concatenate([params[key].ravel() for key, *_ in entries])
     lstm = spec.cell == "lstm"
-    if not lstm:
-        c0 = h0  # unused by the kernel; any array of the right type
-    out, h_n, c_n, *buffers = forward_kernel(
-        CELL_CODES[spec.cell],
-        ACT_CODES[nonlinearity],
-        spec.directions,
-        spec.hidden_size,
-        x,
-        W,
-        woff,
-        h0,
-        c0,
-    )
-    return out, h_n, (c_n if lstm else None), (W, buffers)
+    T, B, _ = x.shape
+    saved = POOL.take(_sizes(spec, T, B)[0], spec.dtype)
+    out, h_n, c_n = forward_kernel(
+        CELL_CODES[spec.cell], ACT_CODES[nonlinearity], spec.directions, spec.hidden_size,
+        x, W, woff, h0, c0 if lstm else h0, saved,
+    )  # fmt: skip
+    return out, h_n, (c_n if lstm else None), _Saved(W, saved)
 
 
-def backward(spec: Spec, nonlinearity: str, params, data, dout, dh_n, dc_n):
+def backward(spec: Spec, nonlinearity: str, params, data: _Saved, dout, dh_n, dc_n):
     entries, woff = _layout(spec)
-    W, (X, hist, chist, G, HN, TC) = data
     lstm = spec.cell == "lstm"
-    dW, dx, dh0, dc0 = backward_kernel(
-        CELL_CODES[spec.cell],
-        ACT_CODES[nonlinearity],
-        spec.directions,
-        spec.hidden_size,
-        X,
-        W,
-        woff,
-        hist,
-        chist,
-        G,
-        HN,
-        TC,
-        dout,
-        dh_n,
-        dc_n if lstm else dh_n,
-    )
+    T, B, _ = dout.shape
+    scratch = POOL.take(_sizes(spec, T, B)[1], spec.dtype)
+    try:
+        dW, dx, dh0, dc0 = backward_kernel(
+            CELL_CODES[spec.cell], ACT_CODES[nonlinearity], spec.directions, spec.hidden_size,
+            data.W, woff, data.buf, dout, dh_n, dc_n if lstm else dh_n, spec.input_size,
+            scratch,
+        )  # fmt: skip
+    finally:
+        POOL.give(scratch)
     grads = {key: dW[pos : pos + n].reshape(shape) for key, shape, pos, n in entries}
     grads["x"] = dx
     grads["h0"] = dh0

@@ -43,6 +43,38 @@ def _input_projection(l, D, GH, T, B, I0, H, X, W, w_ih, hist, Gv):
             gemm(0, 0, GH, TB, H, 1.0, W[w_ih + dp * H :], D * H, hist[src:], TB1, 1.0, Gv, TB)
 
 
+@njit(cache=True)
+def buffer_offsets(cell, L, D, T, B, I0, H):
+    """Offsets into one flat buffer, rounded up to 64-byte multiples (float32), for
+
+    saved (forward -> backward): X, hist, chist, G, HN, TC       -> saved[k]:saved[k+1]
+    scratch (backward):          dO, dX, dG, dHN, dO_below, dh, dc, acc, db
+
+    Unused buffers get size 1. Two flat arrays (instead of fifteen) keep the call overhead
+    and the pool's bookkeeping small.
+    """
+    GH = H * (4 if cell == CELL_LSTM else 3 if cell == CELL_GRU else 1)
+    TB, TB1, LD = T * B, (T + 1) * B, L * D
+    lstm, gru = cell == CELL_LSTM, cell == CELL_GRU
+    saved = (I0 * TB, LD * H * TB1, LD * H * TB1 if lstm else 1, LD * GH * TB,
+             LD * H * TB if gru else 1, LD * H * TB if lstm else 1)  # fmt: skip
+    scratch = (D * H * TB, I0 * TB, D * GH * TB, D * H * TB if gru else 1,
+               D * H * TB if L > 1 else 1, H * B, H * B, 64, GH)  # fmt: skip
+    so = np.zeros(len(saved) + 1, np.int64)
+    for k in range(len(saved)):
+        so[k + 1] = so[k] + (saved[k] + 15) // 16 * 16
+    co = np.zeros(len(scratch) + 1, np.int64)
+    for k in range(len(scratch)):
+        co[k + 1] = co[k] + (scratch[k] + 15) // 16 * 16
+    return so, co
+
+
+@njit(cache=True)
+def _split_saved(saved, so):
+    return (saved[so[0] : so[1]], saved[so[1] : so[2]], saved[so[2] : so[3]],
+            saved[so[3] : so[4]], saved[so[4] : so[5]], saved[so[5] : so[6]])  # fmt: skip
+
+
 @njit(cache=True, error_model="numpy")
 def forward_kernel(
     cell,
@@ -54,36 +86,31 @@ def forward_kernel(
     woff,  # (L*D, 4) int64
     h0,  # (L*D, B, H)
     c0,  # (L*D, B, H) lstm, else unused
+    saved,  # flat, laid out by buffer_offsets; filled for backward
 ):
-    """Returns out (T, B, D*H), h_n, c_n (L*D, B, H) and the buffers backward needs."""
+    """Returns out (T, B, D*H), h_n and c_n (L*D, B, H)."""
     T, B, I0 = x.shape
     L = woff.shape[0] // D
     GH = H * (4 if cell == CELL_LSTM else 3 if cell == CELL_GRU else 1)
-    TB, TB1, LD = T * B, (T + 1) * B, L * D
+    TB, TB1 = T * B, (T + 1) * B
     dt = W.dtype
-    X = np.empty(I0 * TB, dt)
+    so, _ = buffer_offsets(cell, L, D, T, B, I0, H)
+    X, hist, chist, G, HN, TC = _split_saved(saved, so)
     for t in range(T):
         for b in range(B):
             for i in range(I0):
                 X[i * TB + t * B + b] = x[t, b, i]
-    hist = np.empty(LD * H * TB1, dt)
-    chist = np.empty(LD * H * TB1 if cell == CELL_LSTM else 1, dt)
-    G = np.empty(LD * GH * TB, dt)
-    HN = np.empty(LD * H * TB if cell == CELL_GRU else 1, dt)
-    TC = np.empty(LD * H * TB if cell == CELL_LSTM else 1, dt)
     _forward_layers(cell, act, L, D, T, B, I0, H, GH, X, W, woff, h0, c0, hist, chist, G, HN, TC)
     out = np.empty((T, B, D * H), dt)
-    for d in range(D):
-        off = (L - 1) * D + d
-        col = B if d == 0 else 0
-        for j in range(H):
-            row = hist[(off * H + j) * TB1 + col : (off * H + j) * TB1 + col + TB]
-            for t in range(T):
-                for b in range(B):
-                    out[t, b, d * H + j] = row[t * B + b]
+    for t in range(T):
+        for b in range(B):
+            for d in range(D):
+                base = ((L - 1) * D + d) * H * TB1 + (B if d == 0 else 0) + t * B + b
+                for j in range(H):
+                    out[t, b, d * H + j] = hist[base + j * TB1]
     h_n = _final_state(hist, L, D, T, B, H)
     c_n = _final_state(chist, L, D, T, B, H) if cell == CELL_LSTM else np.empty((0, B, H), dt)
-    return out, h_n, c_n, X, hist, chist, G, HN, TC
+    return out, h_n, c_n
 
 
 @njit(cache=True, error_model="numpy")
@@ -174,84 +201,46 @@ def backward_kernel(
     act,
     D,
     H,
-    X,  # (I0, TB)
     W,  # packed parameters
     woff,  # (L*D, 4)
-    hist,  # (L*D, H, TB1)
-    chist,  # (L*D, H, TB1) lstm
-    G,  # (L*D, GH, TB)
-    HN,  # (L*D, H, TB) gru
-    TC,  # (L*D, H, TB) lstm
+    saved,  # forward's flat buffer
     dout,  # (T, B, D*H): gradient at the top layer's outputs
     dh_n,  # (L*D, B, H)
     dc_n,  # (L*D, B, H) lstm
+    I0,
+    scratch,  # flat, laid out by buffer_offsets
 ):
     """Returns dW (packed like W), dx (T, B, I0), dh0 and dc0 (L*D, B, H)."""
     T, B, _ = dout.shape
     L = woff.shape[0] // D
     LD, TB = L * D, T * B
-    I0 = X.size // TB
-    GH = G.size // (LD * TB)
-    dt = G.dtype
-    dO = np.empty(D * H * TB, dt)  # gradient at the current layer's outputs
-    for d in range(D):
-        for j in range(H):
-            for t in range(T):
-                for b in range(B):
-                    dO[(d * H + j) * TB + t * B + b] = dout[t, b, d * H + j]
+    GH = H * (4 if cell == CELL_LSTM else 3 if cell == CELL_GRU else 1)
+    dt = W.dtype
+    so, co = buffer_offsets(cell, L, D, T, B, I0, H)
+    X, hist, chist, G, HN, TC = _split_saved(saved, so)
+    dO, dX = scratch[co[0] : co[1]], scratch[co[1] : co[2]]
+    work = (scratch[co[2] : co[3]], scratch[co[3] : co[4]], scratch[co[4] : co[5]],
+            scratch[co[5] : co[6]], scratch[co[6] : co[7]], scratch[co[7] : co[8]],
+            scratch[co[8] : co[9]])  # fmt: skip
+    for t in range(T):
+        for b in range(B):
+            for d in range(D):
+                base = d * H * TB + t * B + b
+                for j in range(H):
+                    dO[base + j * TB] = dout[t, b, d * H + j]
     dW = np.zeros_like(W)
-    dX = np.empty(I0 * TB, dt)
     dh0 = np.empty((LD, B, H), dt)
     dc0 = np.empty((LD if cell == CELL_LSTM else 0, B, H), dt)
-    scratch = backward_scratch(cell, L, D, T, B, H, GH, dt)
     backward_layers(
-        cell,
-        act,
-        L,
-        D,
-        T,
-        B,
-        I0,
-        H,
-        GH,
-        X,
-        W,
-        woff,
-        hist,
-        chist,
-        G,
-        HN,
-        TC,
-        dO,
-        scratch,
-        dh_n,
-        dc_n,
-        dW,
-        dX,
-        dh0,
-        dc0,
-    )
+        cell, act, L, D, T, B, I0, H, GH, X, W, woff, hist, chist, G, HN, TC,
+        dO, work, dh_n, dc_n, dW, dX, dh0, dc0,
+    )  # fmt: skip
     dx = np.empty((T, B, I0), dt)
     for t in range(T):
         for b in range(B):
             for i in range(I0):
                 dx[t, b, i] = dX[i * TB + t * B + b]
     return dW, dx, dh0, dc0
-
-
-@njit(cache=True)
-def backward_scratch(cell, L, D, T, B, H, GH, dt):
-    """Work buffers of backward_layers: dG, dHN, dO_below, dh, dc, acc, db."""
-    TB = T * B
-    return (
-        np.empty(D * GH * TB, dt),
-        np.empty(D * H * TB if cell == CELL_GRU else 1, dt),
-        np.empty(D * H * TB if L > 1 else 1, dt),
-        np.empty(H * B, dt),
-        np.empty(H * B, dt),
-        np.empty(64, dt),
-        np.empty(GH, dt),
-    )
 
 
 @njit(cache=True, error_model="numpy")
@@ -274,7 +263,7 @@ def backward_layers(
     HN,  # (L*D, H, TB) gru
     TC,  # (L*D, H, TB) lstm
     dO,  # (D, H, TB): gradient at the top layer's outputs; overwritten
-    scratch,  # from backward_scratch
+    work,  # (dG, dHN, dO_below, dh, dc, acc, db), laid out by buffer_offsets
     dh_n,  # (L*D, B, H)
     dc_n,  # (L*D, B, H) lstm
     dW,  # packed like W: accumulated
@@ -283,7 +272,7 @@ def backward_layers(
     dc0,  # (L*D, B, H) out, lstm
 ):
     TB, TB1 = T * B, (T + 1) * B
-    dG, dHN, dO_below, dh, dc, acc, db = scratch
+    dG, dHN, dO_below, dh, dc, acc, db = work
     for l in range(L - 1, -1, -1):
         for d in range(D):
             ld = l * D + d

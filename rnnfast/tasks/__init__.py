@@ -1,0 +1,1 @@
+"""Training tasks, one per module (dependency, mnist, addition), and their data loaders."""
