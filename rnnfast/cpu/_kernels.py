@@ -70,7 +70,7 @@ def buffer_offsets(cell, L, D, T, B, I0, H):
 
 
 @njit(cache=True)
-def _split_saved(saved, so):
+def split_saved(saved, so):
     return (saved[so[0] : so[1]], saved[so[1] : so[2]], saved[so[2] : so[3]],
             saved[so[3] : so[4]], saved[so[4] : so[5]], saved[so[5] : so[6]])  # fmt: skip
 
@@ -95,12 +95,12 @@ def forward_kernel(
     TB, TB1 = T * B, (T + 1) * B
     dt = W.dtype
     so, _ = buffer_offsets(cell, L, D, T, B, I0, H)
-    X, hist, chist, G, HN, TC = _split_saved(saved, so)
+    X, hist, chist, G, HN, TC = split_saved(saved, so)
     for t in range(T):
         for b in range(B):
             for i in range(I0):
                 X[i * TB + t * B + b] = x[t, b, i]
-    _forward_layers(cell, act, L, D, T, B, I0, H, GH, X, W, woff, h0, c0, hist, chist, G, HN, TC)
+    forward_layers(cell, act, L, D, T, B, I0, H, GH, X, W, woff, h0, c0, hist, chist, G, HN, TC)
     out = np.empty((T, B, D * H), dt)
     for t in range(T):
         for b in range(B):
@@ -116,18 +116,23 @@ def forward_kernel(
 @njit(cache=True, error_model="numpy")
 def _final_state(hist, L, D, T, B, H):
     """(L*D, B, H): the block written last by each (layer, direction)."""
-    TB1 = (T + 1) * B
     s = np.empty((L * D, B, H), hist.dtype)
+    final_state_into(hist, L, D, T, B, H, s)
+    return s
+
+
+@njit(cache=True, error_model="numpy")
+def final_state_into(hist, L, D, T, B, H, s):
+    TB1 = (T + 1) * B
     for ld in range(L * D):
         blk = T if ld % D == 0 else 0
         for j in range(H):
             for b in range(B):
                 s[ld, b, j] = hist[(ld * H + j) * TB1 + blk * B + b]
-    return s
 
 
 @njit(cache=True, error_model="numpy")
-def _forward_layers(
+def forward_layers(
     cell,
     act,
     L,
@@ -217,7 +222,7 @@ def backward_kernel(
     GH = H * (4 if cell == CELL_LSTM else 3 if cell == CELL_GRU else 1)
     dt = W.dtype
     so, co = buffer_offsets(cell, L, D, T, B, I0, H)
-    X, hist, chist, G, HN, TC = _split_saved(saved, so)
+    X, hist, chist, G, HN, TC = split_saved(saved, so)
     dO, dX = scratch[co[0] : co[1]], scratch[co[1] : co[2]]
     work = (scratch[co[2] : co[3]], scratch[co[3] : co[4]], scratch[co[4] : co[5]],
             scratch[co[5] : co[6]], scratch[co[6] : co[7]], scratch[co[7] : co[8]],

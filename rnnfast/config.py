@@ -1,0 +1,255 @@
+"""The training configuration: every key rnnfast.train accepts, its type, range and default.
+
+Keys are flat. Common keys apply to every task; each task adds its own and sets its own
+defaults (the published settings). `resolve(config)` returns the complete, validated config
+or raises ValueError naming the key, the expected and the given value.
+"""
+
+import difflib
+import math
+from typing import Any
+
+from rnnfast.optim import OPTIMIZERS
+
+TASKS = ("dependency", "mnist", "addition")
+
+# key: (kind, extra) — kinds: int (min), float (min, exclusive?), bool, choice (options),
+# str_or_none, int_list, float_list
+_COMMON: dict[str, tuple[str, Any]] = {
+    "task": ("choice", TASKS),
+    "cell": ("choice", ("rnn", "lstm", "gru")),
+    "nonlinearity": ("choice", ("tanh", "relu", "sigmoid")),
+    "hidden_size": ("int", 1),
+    "num_layers": ("int", 1),
+    "bidirectional": ("bool", None),
+    "bias": ("bool", None),
+    "batch_size": ("int", 1),
+    "optimizer": ("choice", OPTIMIZERS),
+    "lr": ("pos_float", None),
+    "momentum": ("unit_float", None),
+    "beta1": ("unit_float", None),
+    "beta2": ("unit_float", None),
+    "eps": ("pos_float", None),
+    "alpha": ("unit_float", None),
+    "initial_accumulator": ("nonneg_float", None),
+    "clip": ("nonneg_float", None),
+    "epochs": ("int", 1),
+    "seed": ("int", 0),
+    "dtype": ("choice", ("float32", "float64")),
+    "backend": ("choice", ("cpu",)),
+}
+
+_TASK_KEYS: dict[str, dict[str, tuple[str, Any]]] = {
+    "dependency": {
+        "num_steps": ("int", 1),
+        "truncation": ("choice", ("tf", "true")),
+        "sequence_length": ("int", 2),
+        "lags": ("int_list", 1),
+        "shifts": ("float_list", None),
+        "base": ("unit_float_closed", None),
+    },
+    "mnist": {
+        "variant": ("choice", ("rows", "pixels", "permuted")),
+        "train_size": ("int", 1),
+        "data_dir": ("str_or_none", None),
+        "permutation_seed": ("int", 0),
+        "eval_batch": ("int", 1),
+    },
+    "addition": {
+        "bits": ("int", 1),
+        "largest": ("int", 1),
+        "init": ("choice", ("iamtrask", "default")),
+        "updates": ("int", 1),
+    },
+}
+
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "dependency": {
+        "cell": "rnn",
+        "nonlinearity": "tanh",
+        "hidden_size": 4,
+        "num_layers": 1,
+        "bidirectional": False,
+        "bias": True,
+        "num_steps": 5,
+        "truncation": "tf",
+        "batch_size": 200,
+        "optimizer": "adagrad",
+        "lr": 0.1,
+        "clip": 0.0,
+        "epochs": 1,
+        "sequence_length": 1_000_000,
+        "lags": [3, 8],
+        "shifts": [0.5, -0.25],
+        "base": 0.5,
+    },
+    "mnist": {
+        "cell": "lstm",
+        "nonlinearity": "tanh",
+        "hidden_size": 100,
+        "num_layers": 1,
+        "bidirectional": False,
+        "bias": True,
+        "batch_size": 100,
+        "optimizer": "adam",
+        "lr": 1e-4,
+        "clip": 0.0,
+        "epochs": 10,
+        "variant": "rows",
+        "train_size": 55_000,
+        "data_dir": None,
+        "permutation_seed": 0,
+        "eval_batch": 1000,
+    },
+    "addition": {
+        "cell": "rnn",
+        "nonlinearity": "sigmoid",
+        "hidden_size": 16,
+        "num_layers": 1,
+        "bidirectional": False,
+        "bias": False,
+        "batch_size": 1,
+        "optimizer": "sgd",
+        "lr": 0.1,
+        "clip": 0.0,
+        "epochs": 1,
+        "bits": 8,
+        "largest": 128,
+        "init": "iamtrask",
+        "updates": 10_000,
+    },
+}
+_OPTIMIZER_KEYS = ("momentum", "beta1", "beta2", "eps", "alpha", "initial_accumulator")
+_SHARED_DEFAULTS = {"seed": 0, "dtype": "float32", "backend": "cpu"}
+
+
+def known_keys(task: str | None = None) -> list[str]:
+    keys = list(_COMMON)
+    for t, extra in _TASK_KEYS.items():
+        if task is None or t == task:
+            keys += list(extra)
+    return keys
+
+
+def _fail(key: str, expected: str, value: object) -> ValueError:
+    return ValueError(f"{key}: expected {expected}, got {value!r}")
+
+
+def check_value(key: str, kind: str, extra: Any, value: object) -> Any:
+    """Validate one value of the given kind; returns it normalised."""
+    if kind == "choice":
+        if not isinstance(value, str) or value not in extra:
+            raise _fail(key, f"one of {list(extra)}", value)
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise _fail(key, "true or false", value)
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int) or value < extra:
+            raise _fail(key, f"an integer >= {extra}", value)
+        return value
+    if kind == "str_or_none":
+        if value is not None and not isinstance(value, str):
+            raise _fail(key, "a path (string)", value)
+        return value
+    if kind == "int_list":
+        if (
+            not isinstance(value, list | tuple)
+            or not value
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= extra for v in value)
+        ):
+            raise _fail(key, f"a non-empty list of integers >= {extra}", value)
+        return list(value)
+    if kind == "float_list":
+        if not isinstance(value, list | tuple) or not value:
+            raise _fail(key, "a non-empty list of numbers", value)
+        return [check_value(f"{key}[{i}]", "float", None, v) for i, v in enumerate(value)]
+    # floats
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _fail(key, "a finite number", value)
+    value = float(value)
+    if kind == "pos_float" and value <= 0:
+        raise _fail(key, "a number > 0", value)
+    if kind == "nonneg_float" and value < 0:
+        raise _fail(key, "a number >= 0", value)
+    if kind == "unit_float" and not 0 <= value < 1:
+        raise _fail(key, "a number in [0, 1)", value)
+    if kind == "unit_float_closed" and not 0 <= value <= 1:
+        raise _fail(key, "a number in [0, 1]", value)
+    return value
+
+
+def unknown_key_error(key: str, valid: list[str]) -> ValueError:
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ValueError(f"{key}: unknown key{hint}")
+
+
+def resolve(config: object) -> dict[str, Any]:
+    """The complete, validated config: task defaults filled in, unknown keys rejected."""
+    if not isinstance(config, dict):
+        raise ValueError(f"config: expected a dict, got {type(config).__name__}")
+    if "task" not in config:
+        raise ValueError(f"task: missing; expected one of {list(TASKS)}")
+    task = check_value("task", *_COMMON["task"], config["task"])
+    schema = {**_COMMON, **_TASK_KEYS[task]}
+    for key in config:
+        if not isinstance(key, str) or key not in schema:
+            if isinstance(key, str) and key in known_keys():
+                raise ValueError(f"{key}: not a key of task {task!r}")
+            raise unknown_key_error(str(key), list(schema))
+    out: dict[str, Any] = {"task": task, **_SHARED_DEFAULTS, **_DEFAULTS[task]}
+    for key, value in config.items():
+        out[key] = check_value(key, *schema[key], value)
+    for key in _OPTIMIZER_KEYS:
+        out.setdefault(key, None)
+    _check_combinations(out)
+    return out
+
+
+def _check_combinations(c: dict[str, Any]) -> None:
+    if c["cell"] != "rnn" and c["nonlinearity"] != "tanh":
+        raise ValueError(
+            f"nonlinearity: {c['cell']} has fixed activations, expected 'tanh', "
+            f"got {c['nonlinearity']!r}"
+        )
+    if c["task"] == "dependency":
+        if c["bidirectional"]:
+            raise ValueError(
+                "bidirectional: the dependency task carries the state forward between "
+                "chunks, so it needs a one-directional network; got True"
+            )
+        if len(c["shifts"]) != len(c["lags"]):
+            raise ValueError(
+                f"shifts: expected one shift per lag ({len(c['lags'])}), got {c['shifts']!r}"
+            )
+        if len(set(c["lags"])) != len(c["lags"]):
+            raise ValueError(f"lags: expected distinct lags, got {c['lags']!r}")
+        rows = c["sequence_length"] // c["batch_size"]
+        if rows < c["num_steps"]:
+            raise ValueError(
+                f"num_steps: each of the batch_size={c['batch_size']} rows holds only "
+                f"{rows} steps of sequence_length={c['sequence_length']}; got {c['num_steps']}"
+            )
+    if c["task"] == "addition":
+        if c["batch_size"] != 1:
+            raise ValueError(
+                "batch_size: addition trains on one example per update, expected 1, "
+                f"got {c['batch_size']}"
+            )
+        if 2 * c["largest"] > 2 ** c["bits"]:
+            raise ValueError(
+                f"largest: a + b must fit in bits={c['bits']}: "
+                f"expected <= {2 ** (c['bits'] - 1)}, got {c['largest']}"
+            )
+        if c["init"] == "iamtrask" and (
+            c["cell"],
+            c["num_layers"],
+            c["bidirectional"],
+            c["bias"],
+        ) != ("rnn", 1, False, False):
+            raise ValueError(
+                "init: 'iamtrask' is the post's network (rnn, one layer, one direction, no "
+                "bias); use init='default' for other models"
+            )
