@@ -6,14 +6,26 @@ from rnnfast.params import init_params
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # rnnfast.train imports pandas and the training kernels: only when first used
+    if name in ("train", "TrainResult"):
+        from rnnfast import training  # noqa: PLC0415
+
+        return getattr(training, name)
+    raise AttributeError(f"module 'rnnfast' has no attribute {name!r}")
+
+
 __all__ = [
     "GRU",
     "LSTM",
     "RNN",
     "Cache",
     "RecurrentLayer",
+    "TrainResult",
     "__version__",
     "backward",
     "forward",
     "init_params",
+    "train",
 ]

@@ -1,4 +1,12 @@
-"""Command line: `rnnfast --version`, `rnnfast demo`. Parsing only; the work is in the library."""
+"""Command line: `rnnfast --version`, `demo`, `run one`, `data mnist`.
+
+Parsing only; the work is in the library.
+"""
+
+import contextlib
+import json
+import sys
+from pathlib import Path
 
 import click
 
@@ -100,3 +108,105 @@ def _print_report(r: DemoReport) -> None:
         f"reference check: max |diff| / max(1, |ref|) = {r.max_error:.3g} (in {worst}), "
         f"tolerance {r.tolerance:g}: {verdict}"
     )
+
+
+@main.group()
+def run() -> None:
+    """Train models: one run from KEY=VALUE settings."""
+
+
+@run.command("one")
+@click.option("--task", type=click.Choice(["dependency", "mnist", "addition"]), required=True)
+@click.argument("settings", nargs=-1)
+@click.option(
+    "--curves",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write the curve (step, epoch, metric, value) to this .csv or .parquet file.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def run_one(
+    task: str, settings: tuple[str, ...], curves: Path | None, as_json: bool, quiet: bool
+) -> None:
+    """Train one model on a task and print its final metrics.
+
+    SETTINGS are KEY=VALUE pairs with rnnfast.train's keys, e.g.
+
+        rnnfast run one --task dependency num_steps=10 hidden_size=16 epochs=3 seed=1
+    """
+    from rnnfast.config import parse_assignments, resolve  # noqa: PLC0415
+    from rnnfast.training import train  # noqa: PLC0415
+
+    try:
+        config = {"task": task, **parse_assignments(settings)}
+        resolve(config)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    if curves is not None and curves.suffix not in (".csv", ".parquet"):
+        raise click.BadParameter("expected a .csv or .parquet file", param_hint="'--curves'")
+    show = not quiet and sys.stderr.isatty()
+    bar = click.progressbar(length=1, label=task, file=sys.stderr, show_eta=True)
+    state = {"done": 0}
+
+    def progress(done: int, total: int) -> None:
+        bar.length = total
+        bar.update(done - state["done"])
+        state["done"] = done
+
+    try:
+        with bar if show else contextlib.nullcontext():
+            result = train(config, progress=progress if show else None)
+    except (ValueError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+    if curves is not None:
+        if curves.suffix == ".csv":
+            result.curves.to_csv(curves, index=False)
+        else:
+            result.curves.to_parquet(curves, index=False)
+    summary = {"status": result.status, "message": result.message, **result.final,
+               "wall_time_s": round(result.wall_time, 3)}  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        for key, value in summary.items():
+            if value != "":
+                click.echo(f"{key}: {value}")
+    if result.status != "ok":
+        sys.exit(1)
+
+
+@main.group()
+def data() -> None:
+    """Get the data sets the tasks use."""
+
+
+@data.command("mnist")
+@click.option(
+    "--from",
+    "source",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Install the four MNIST IDX files (gzip or raw) from this directory instead of "
+    "downloading them.",
+)
+@click.option(
+    "--dest",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to put them (default: $RNNFAST_DATA/mnist, else the user cache directory).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def data_mnist(source: Path | None, dest: Path | None, quiet: bool) -> None:
+    """Download MNIST (checksums verified), or install it from local files.
+
+    rnnfast data mnist
+    rnnfast data mnist --from ~/Downloads/mnist
+    """
+    from rnnfast.tasks import mnist_data  # noqa: PLC0415
+
+    try:
+        if source is not None:
+            where = mnist_data.install_from(source, dest)
+        else:
+            where = mnist_data.download(dest, progress=not quiet)
+    except (ValueError, OSError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"MNIST is in {where}")

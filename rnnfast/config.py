@@ -253,3 +253,34 @@ def _check_combinations(c: dict[str, Any]) -> None:
                 "init: 'iamtrask' is the post's network (rnn, one layer, one direction, no "
                 "bias); use init='default' for other models"
             )
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value: true/false, none, an int, a float, a comma list, else a string."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    if "," in text:
+        return [parse_value(part) for part in text.split(",") if part.strip()]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_assignments(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """["hidden_size=16", "lags=3,8"] -> {"hidden_size": 16, "lags": [3, 8]}."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{item}: expected KEY=VALUE")
+        key = key.strip()
+        if key in out:
+            raise ValueError(f"{key}: given twice")
+        out[key] = parse_value(value)
+    return out
