@@ -13,10 +13,14 @@ from functools import lru_cache
 
 import numpy as np
 
-from rnnfast.cells import ACT_CODES, CELL_CODES
-from rnnfast.cpu._kernels import backward_kernel, buffer_offsets, forward_kernel
-from rnnfast.cpu._workspace import POOL
-from rnnfast.params import Spec, param_shapes
+from rnnfast._cacheguard import ensure_fresh
+
+ensure_fresh()  # before the kernels load from Numba's cache
+
+from rnnfast.cells import ACT_CODES, CELL_CODES  # noqa: E402
+from rnnfast.cpu._kernels import backward_kernel, buffer_offsets, forward_kernel  # noqa: E402
+from rnnfast.cpu._workspace import POOL  # noqa: E402
+from rnnfast.params import Spec, param_shapes  # noqa: E402
 
 _KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
