@@ -123,6 +123,11 @@ _OPTIMIZER_KEYS = ("momentum", "beta1", "beta2", "eps", "alpha", "initial_accumu
 _SHARED_DEFAULTS = {"seed": 0, "dtype": "float32", "backend": "cpu"}
 
 
+def schema(task: str) -> dict[str, tuple[str, Any]]:
+    """Every key task accepts -> (kind, extra) as check_value takes them."""
+    return {**_COMMON, **_TASK_KEYS[task]}
+
+
 def known_keys(task: str | None = None) -> list[str]:
     keys = list(_COMMON)
     for t, extra in _TASK_KEYS.items():
@@ -193,15 +198,16 @@ def resolve(config: object) -> dict[str, Any]:
     if "task" not in config:
         raise ValueError(f"task: missing; expected one of {list(TASKS)}")
     task = check_value("task", *_COMMON["task"], config["task"])
-    schema = {**_COMMON, **_TASK_KEYS[task]}
+    keys = schema(task)
     for key in config:
-        if not isinstance(key, str) or key not in schema:
+        if not isinstance(key, str) or key not in keys:
             if isinstance(key, str) and key in known_keys():
                 raise ValueError(f"{key}: not a key of task {task!r}")
-            raise unknown_key_error(str(key), list(schema))
+            raise unknown_key_error(str(key), list(keys))
     out: dict[str, Any] = {"task": task, **_SHARED_DEFAULTS, **_DEFAULTS[task]}
     for key, value in config.items():
-        out[key] = check_value(key, *schema[key], value)
+        unset = value is None and key in _OPTIMIZER_KEYS  # None: the optimizer's default
+        out[key] = None if unset else check_value(key, *keys[key], value)
     for key in _OPTIMIZER_KEYS:
         out.setdefault(key, None)
     _check_combinations(out)
