@@ -13,6 +13,10 @@ def __getattr__(name: str):
         from rnnfast import training  # noqa: PLC0415
 
         return getattr(training, name)
+    if name == "load_results":
+        from rnnfast.store import load_results  # noqa: PLC0415
+
+        return load_results
     raise AttributeError(f"module 'rnnfast' has no attribute {name!r}")
 
 
@@ -27,5 +31,6 @@ __all__ = [
     "backward",
     "forward",
     "init_params",
+    "load_results",
     "train",
 ]

@@ -210,3 +210,243 @@ def data_mnist(source: Path | None, dest: Path | None, quiet: bool) -> None:
     except (ValueError, OSError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"MNIST is in {where}")
+
+
+class InputError(click.ClickException):
+    """Bad input (a grid file, an option): one line, exit code 2, no traceback."""
+
+    exit_code = 2
+
+
+def _load_grid(file: Path, overrides: tuple[str, ...] = ()):
+    from rnnfast.config import parse_value  # noqa: PLC0415
+    from rnnfast.grid import load_grid  # noqa: PLC0415
+
+    axes: dict[str, list] = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"-p {item}: expected KEY=V1,V2,...")
+        parsed = parse_value(value)
+        axes[key.strip()] = parsed if isinstance(parsed, list) else [parsed]
+    try:
+        return load_grid(file, axes or None)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    except OSError as err:
+        raise InputError(f"{file}: {err.strerror or err}") from None
+
+
+@run.command("grid")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--results", type=click.Path(file_okay=False, path_type=Path),
+              help="Results directory (default: results/<grid name>).")  # fmt: skip
+@click.option("--workers", type=click.IntRange(min=1), help="Parallel runs (default: cores).")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="BLAS/Numba threads per run (default: cores // workers).")  # fmt: skip
+@click.option("--executor", type=click.Choice(["local", "dask"]), default="local",
+              show_default=True)  # fmt: skip
+@click.option("--scheduler", metavar="ADDR",
+              help="Dask scheduler, e.g. tcp://host:8786 (default: a LocalCluster).")  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="List the runs and whether each is done.")
+@click.option("--force", is_flag=True, help="Rerun runs that are already stored.")
+@click.option("--rerun-failed", is_flag=True, help="Rerun runs stored as failed.")
+@click.option("-p", "overrides", multiple=True, metavar="KEY=V1,V2",
+              help="Replace (or add) a grid axis; repeatable.")  # fmt: skip
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def run_grid(file: Path, results: Path | None, workers: int | None, threads: int | None,
+             executor: str, scheduler: str | None, dry_run: bool, force: bool,
+             rerun_failed: bool, overrides: tuple[str, ...], quiet: bool) -> None:  # fmt: skip
+    """Run every point of a grid file; finished runs are kept and skipped next time.
+
+    rnnfast run grid experiments/published/dependency-r2rt-5x4.toml --workers 2
+    rnnfast run grid experiments/dependency-explore.toml -p seed=0 --dry-run
+    """
+    from rnnfast.runner import make_plan, run_plan  # noqa: PLC0415
+
+    if scheduler is not None and executor != "dask":
+        raise InputError("--scheduler: only with --executor dask")
+    grid = _load_grid(file, overrides)
+    plan = make_plan(grid, results, force=force, rerun_failed=rerun_failed)
+    if dry_run:
+        from rnnfast.grid import format_point  # noqa: PLC0415
+
+        todo = {s.run_id for s in plan.todo}
+        for spec in grid.points():
+            state = plan.status.get(spec.run_id, "not run")
+            mark = "to run" if spec.run_id in todo else "done"
+            click.echo(f"{spec.run_id}  {mark:<6}  {state:<8}  {format_point(spec.point)}")
+        click.echo(f"{len(plan.todo)} to run, {len(plan.done)} done, in {plan.results_dir}")
+        return
+    click.echo(f"{grid.name}: {len(plan.todo)} to run, {len(plan.done)} already done "
+               f"-> {plan.results_dir}", err=True)  # fmt: skip
+    show = not quiet and sys.stderr.isatty()
+    bar = click.progressbar(length=max(1, len(plan.todo)), label=grid.name, file=sys.stderr,
+                            show_eta=True, show_pos=True)  # fmt: skip
+
+    def progress(record, summary) -> None:
+        if show:
+            bar.label = f"{grid.name} ({summary.failed} failed, {summary.diverged} diverged)"
+            bar.update(1)
+
+    try:
+        with bar if show else contextlib.nullcontext():
+            summary = run_plan(plan, executor=executor, workers=workers, scheduler=scheduler,
+                               threads=threads, on_progress=progress)  # fmt: skip
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: finished runs are stored; run the same command again to "
+                   "complete the rest", err=True)  # fmt: skip
+        sys.exit(130)
+    except RuntimeError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(summary.format())
+    if summary.exit_code:
+        sys.exit(summary.exit_code)
+
+
+def _results_dirs(path: Path) -> list[Path]:
+    """path itself if it holds runs, else its subdirectories that do."""
+
+    def holds(p: Path) -> bool:
+        return (p / "runs").is_dir() or any(p.glob("compact-*.parquet"))
+
+    if holds(path):
+        return [path]
+    return sorted(p for p in path.iterdir() if p.is_dir() and holds(p)) if path.is_dir() else []
+
+
+@main.command("ls")
+@click.argument("directory", required=False, default="results",
+                type=click.Path(file_okay=False, path_type=Path))  # fmt: skip
+def ls(directory: Path) -> None:
+    """List stored runs with their status, grid point and final metrics.
+
+    rnnfast ls results/dependency-r2rt-5x4
+    """
+    from rnnfast.store import load_results  # noqa: PLC0415
+
+    dirs = _results_dirs(directory)
+    if not dirs:
+        raise InputError(f"{directory}: no stored runs here (expected DIR/runs/ or a "
+                         "directory of results directories)")  # fmt: skip
+    for d in dirs:
+        runs, _ = load_results(d)
+        click.echo(f"{d}: {len(runs)} runs")
+        if runs.empty:
+            continue
+        varying = [c for c in _config_columns(runs) if runs[c].astype(str).nunique() > 1]
+        finals = [c for c in runs.columns if c.startswith("final.") and c != "final.updates"]
+        table = runs[["run_id", "status", *varying, *finals]].copy()
+        table.columns = [c.removeprefix("final.") for c in table.columns]
+        click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
+def _config_columns(runs) -> list[str]:
+    from rnnfast.config import known_keys  # noqa: PLC0415
+
+    keys = set(known_keys())
+    return [c for c in runs.columns if c in keys]
+
+
+@main.command("show")
+@click.argument("run_id")
+@click.option("--results", type=click.Path(file_okay=False, path_type=Path), default="results",
+              show_default=True, help="A results directory, or a directory of them.")  # fmt: skip
+def show(run_id: str, results: Path) -> None:
+    """Print one run's record (config, status, provenance) and a summary of its curve.
+
+    rnnfast show 3f2a9c --results results/dependency-r2rt-5x4
+    """
+    from rnnfast.store import read_run  # noqa: PLC0415
+
+    found = []
+    for d in _results_dirs(results):
+        try:
+            found.append(read_run(d, run_id))
+        except ValueError:
+            continue
+    if len(found) != 1:
+        what = "no run" if not found else "several runs"
+        raise InputError(f"run_id: {what} matching {run_id!r} under {results}")
+    record, curves = found[0]
+    from dataclasses import asdict  # noqa: PLC0415
+
+    click.echo(json.dumps(asdict(record), indent=2, default=str))
+    if not curves.empty:
+        click.echo("curve:")
+        for metric, rows in curves.groupby("metric", observed=True):
+            click.echo(f"  {metric}: {len(rows)} points, steps {rows.step.min()}-"
+                       f"{rows.step.max()}, last value {rows.value.iloc[-1]:.6g}")  # fmt: skip
+
+
+@main.command("check")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--results", type=click.Path(file_okay=False, path_type=Path),
+              help="Results directory (default: results/<grid name>).")  # fmt: skip
+def check(file: Path, results: Path | None) -> None:
+    """Compare stored runs with the grid file's [[expect]] bands; exit 1 if any fails.
+
+    rnnfast check experiments/published/dependency-r2rt-5x4.toml
+    """
+    from rnnfast.grid import check as check_bands  # noqa: PLC0415
+    from rnnfast.runner import default_results_dir  # noqa: PLC0415
+    from rnnfast.store import load_results  # noqa: PLC0415
+
+    grid = _load_grid(file)
+    if not grid.expect:
+        raise InputError(f"{file}: no [[expect]] bands to check")
+    runs, curves = load_results(results if results is not None else default_results_dir(grid))
+    report = check_bands(grid, runs, curves)
+    click.echo(report.format())
+    if not report.ok:
+        sys.exit(1)
+
+
+@main.command("plot")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--metric", default="loss", show_default=True)
+@click.option("--x", "x", type=click.Choice(["step", "epoch"]), default="step", show_default=True)
+@click.option("--hue", help="Config key: one line per value (default: the most varied key).")
+@click.option("--col", help="Config key: one column of panels per value.")
+@click.option("--row", help="Config key: one row of panels per value.")
+@click.option("--smooth", type=click.IntRange(min=1), help="Trailing mean over N points.")
+@click.option("--no-reference", is_flag=True, help="Omit the task's analytic loss levels.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="FILE.png, .svg or .pdf")  # fmt: skip
+def plot(directory: Path, metric: str, x: str, hue: str | None, col: str | None,
+         row: str | None, smooth: int | None, no_reference: bool,
+         output: Path) -> None:  # fmt: skip
+    """Plot a metric against updates: mean +- std over seeds, one line per --hue value.
+
+        rnnfast plot results/dependency-explore --hue num_steps --col hidden_size \\
+            --smooth 100 -o dependency.png
+    """
+    from rnnfast.plot import plot_curves, save_figure  # noqa: PLC0415
+    from rnnfast.store import load_results  # noqa: PLC0415
+
+    runs, curves = load_results(directory)
+    try:
+        fig = plot_curves(runs, curves, metric=metric, x=x, hue=hue, col=col, row=row,
+                          smooth=smooth, reference=not no_reference)  # fmt: skip
+        path = save_figure(fig, output)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    click.echo(f"wrote {path}")
+
+
+@main.group()
+def store() -> None:
+    """Maintain results directories."""
+
+
+@store.command("compact")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def store_compact(directory: Path) -> None:
+    """Merge a results directory's per-run files into one Parquet file.
+
+    rnnfast store compact results/dependency-explore
+    """
+    from rnnfast.store import compact  # noqa: PLC0415
+
+    path = compact(directory)
+    click.echo(f"compacted into {path}" if path else "nothing to compact")

@@ -59,8 +59,11 @@ def test_measure_counts_and_isolation():
     assert len(pids) == 2 and str(os.getpid()) not in pids
     assert set(times) == {1, 2}
     for shape in (1, 2):
-        assert len(times[shape]["a"]) == 4 and len(times[shape]["b"]) == 2
-        assert all(t > 0 for ts in times[shape].values() for t in ts)
+        assert len(times[shape]["a"].times) == 4 and len(times[shape]["b"].times) == 2
+        assert all(t > 0 for timing in times[shape].values() for t in timing.times)
+        assert times[shape]["a"].median > 0
+        load = times[shape]["a"].other_load
+        assert load is None or load >= 0
 
 
 def test_env_reaches_the_worker_only():

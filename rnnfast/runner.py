@@ -1,0 +1,108 @@
+"""Run a grid into a results store: plan (what is done), execute (what is not), summarise.
+
+    plan = make_plan(grid, results_dir, force=False, rerun_failed=False)
+    summary = run_plan(plan, executor="local", workers=2, on_progress=None)
+
+A run is done when the store holds it with status "ok" or "diverged" (a diverged run is a
+result: its partial curve is the answer). "failed" runs (an exception) are done too unless
+rerun_failed; force reruns everything. The driver writes each finished run at once, so an
+interrupted grid resumes where it stopped.
+"""
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rnnfast.executors import Task, default_threads, run_dask, run_local
+from rnnfast.grid import Grid, RunSpec, format_point
+from rnnfast.store import RunRecord, status_of, write_run
+
+
+@dataclass
+class Plan:
+    grid: Grid
+    results_dir: Path
+    todo: list[RunSpec]
+    done: list[RunSpec]
+    status: dict[str, str]  # run_id -> stored status, for every stored run of the grid
+
+
+@dataclass
+class Summary:
+    ok: int = 0
+    diverged: int = 0
+    failed: int = 0
+    skipped: int = 0
+    failures: list[tuple[str, str, str]] = field(default_factory=list)  # run_id, point, error
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed or self.diverged else 0
+
+    def format(self) -> str:
+        lines = [f"{self.ok} ok, {self.diverged} diverged, {self.failed} failed, "
+                 f"{self.skipped} already done"]  # fmt: skip
+        for run_id, point, error in self.failures:
+            last = error.strip().splitlines()[-1] if error.strip() else ""
+            lines.append(f"  {run_id} ({point}): {last}")
+        return "\n".join(lines)
+
+
+def default_results_dir(grid: Grid) -> Path:
+    return Path("results") / grid.name
+
+
+def make_plan(grid: Grid, results_dir: str | Path | None = None, *, force: bool = False,
+              rerun_failed: bool = False) -> Plan:  # fmt: skip
+    rdir = Path(results_dir) if results_dir is not None else default_results_dir(grid)
+    stored = status_of(rdir) if rdir.exists() else {}
+    todo, done = [], []
+    for spec in grid.points():
+        st = stored.get(spec.run_id)
+        if force or st is None or (rerun_failed and st == "failed"):
+            todo.append(spec)
+        else:
+            done.append(spec)
+    status = {s.run_id: stored[s.run_id] for s in grid.points() if s.run_id in stored}
+    return Plan(grid, rdir, todo, done, status)
+
+
+Progress = Callable[[RunRecord, Summary], None]
+
+
+def run_plan(plan: Plan, *, executor: str = "local", workers: int | None = None,
+             scheduler: str | None = None, threads: int | None = None,
+             on_progress: Progress | None = None) -> Summary:  # fmt: skip
+    """Execute plan.todo; each finished run is written to the store before the next result
+    is handled. Returns the summary (also when some runs fail)."""
+    summary = Summary(skipped=len(plan.done))
+    if not plan.todo:
+        return summary
+    n = workers or os.cpu_count() or 1
+    n = max(1, min(n, len(plan.todo)))
+    threads = threads or default_threads(n)
+    points = {s.run_id: format_point(s.point) for s in plan.todo}
+    tasks = [Task(s.run_id, s.config, plan.grid.name, s.point, threads) for s in plan.todo]
+
+    def on_done(record: RunRecord, curves) -> None:
+        write_run(plan.results_dir, record, curves)
+        if record.status == "ok":
+            summary.ok += 1
+        elif record.status == "diverged":
+            summary.diverged += 1
+            summary.failures.append((record.run_id, points[record.run_id], record.error))
+        else:
+            summary.failed += 1
+            summary.failures.append((record.run_id, points[record.run_id], record.error))
+        if on_progress is not None:
+            on_progress(record, summary)
+
+    plan.results_dir.mkdir(parents=True, exist_ok=True)
+    if executor == "local":
+        run_local(tasks, n, on_done)
+    elif executor == "dask":
+        run_dask(tasks, on_done, scheduler=scheduler, workers=workers)
+    else:
+        raise ValueError(f"executor: expected 'local' or 'dask', got {executor!r}")
+    return summary
