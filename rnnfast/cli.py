@@ -363,7 +363,9 @@ def show(run_id: str, results: Path) -> None:
     for d in _results_dirs(results):
         try:
             found.append(read_run(d, run_id))
-        except ValueError:
+        except ValueError as err:
+            if "ambiguous" in str(err):  # several runs in d: say so, with their ids
+                raise InputError(str(err)) from None
             continue
     if len(found) != 1:
         what = "no run" if not found else "several runs"

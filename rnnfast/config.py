@@ -9,7 +9,7 @@ import difflib
 import math
 from typing import Any
 
-from rnnfast.optim import OPTIMIZERS
+from rnnfast.optim import OPTIMIZERS, make_optimizer
 
 TASKS = ("dependency", "mnist", "addition")
 
@@ -117,6 +117,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "largest": 128,
         "init": "iamtrask",
         "updates": 10_000,
+        "dtype": "float64",  # the post's arithmetic; float32 drifts 1e-5 from its figures
     },
 }
 _OPTIMIZER_KEYS = ("momentum", "beta1", "beta2", "eps", "alpha", "initial_accumulator")
@@ -215,6 +216,8 @@ def resolve(config: object) -> dict[str, Any]:
 
 
 def _check_combinations(c: dict[str, Any]) -> None:
+    hyper = {k: c[k] for k in _OPTIMIZER_KEYS if c.get(k) is not None}
+    make_optimizer(c["optimizer"], c["lr"], **hyper)  # a hyperparameter of another optimizer
     if c["cell"] != "rnn" and c["nonlinearity"] != "tanh":
         raise ValueError(
             f"nonlinearity: {c['cell']} has fixed activations, expected 'tanh', "

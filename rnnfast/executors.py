@@ -40,7 +40,7 @@ class Task:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")  # as store.utc_now()
 
 
 def execute(task: Task):
@@ -131,8 +131,10 @@ def run_local(tasks: Iterable[Task], workers: int, on_done: OnDone, *, retries: 
                             continue
                         on_done(record, curves)
             except BaseException:
-                for fut in futures:
-                    fut.cancel()
+                # No fut.cancel() here: on Python 3.11 the pool's manager thread then fails
+                # with InvalidStateError (printed as a thread traceback) when it marks the
+                # cancelled futures broken. Terminating the workers breaks the pool, which
+                # fails every pending future by itself.
                 for proc in list(getattr(pool, "_processes", {}).values()):
                     proc.terminate()  # Ctrl-C: do not wait for runs in flight
                 raise
@@ -164,7 +166,9 @@ def run_dask(tasks: Iterable[Task], on_done: OnDone, *, scheduler: str | None = 
     cluster = None
     if scheduler is None:
         n = workers or os.cpu_count() or 1
-        threads = default_threads(n)
+        # the tasks' pinned count (--threads), as run_local does: provenance reports it
+        pinned = tasks[0].threads if tasks else None
+        threads = pinned or default_threads(n)
         env = {var: str(threads) for var in THREAD_VARS}
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                dashboard_address=None, env=env)  # fmt: skip

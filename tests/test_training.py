@@ -226,7 +226,7 @@ MODELS = {
         "num_layers": 2,
         "bias": False,
         "hidden_size": 3,
-    },  # fmt: skip
+    },
     "lstm-2layers": {"cell": "lstm", "num_layers": 2, "hidden_size": 3},
     "gru-nobias": {"cell": "gru", "bias": False, "hidden_size": 5},
     "rnn-sigmoid-steps1": {"cell": "rnn", "nonlinearity": "sigmoid", "num_steps": 1},
