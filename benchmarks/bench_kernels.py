@@ -9,9 +9,15 @@ For each shape (cell T B I H) one step is forward + backward of sum(out * dout):
 - PyTorch: nn.RNN/LSTM/GRU (same weights, torch.set_num_threads(--threads)), zero the
   gradients, forward, then backward of sum(out * dout) with requires_grad on x;
 - reference: the same through backend "reference" (slow, so fewer repeats).
-The three are measured alternately in one run (rnnfast, torch, reference, rnnfast, torch, ...)
-after a warm-up, so a busy machine slows all of them alike; the table gives medians and the
-ratios torch/rnnfast and reference/rnnfast (> 1: rnnfast is faster).
+
+Each framework runs in its own worker process (benchmarks/_harness.py): one process holding
+SciPy's OpenBLAS (rnnfast), NumPy's OpenBLAS (reference) and torch's OpenMP pool had their
+spinning threads steal the 2 cores from each other (rnnfast's LSTM 28x100x100 step measured
+9 ms alone, 21 ms mixed). The frameworks are still measured alternately in one run: per shape,
+--rounds rounds in which every worker times its share of the calls in a row, with a --pause
+between workers so the previous one's threads go idle; a busy machine slows all of them alike.
+The table gives medians over all timed calls and the ratios torch/rnnfast and
+reference/rnnfast (> 1: rnnfast is faster).
 
 Start-up: two fresh processes with one new, empty NUMBA_CACHE_DIR time `import rnnfast` and the
 first forward+backward of every cell (a small and a large hidden size each): the first process
@@ -19,7 +25,8 @@ compiles (cold), the second loads the cache it left (cached start-up; target < 1
 """
 
 import argparse
-import gc
+import functools
+import importlib.util
 import json
 import os
 import shutil
@@ -28,11 +35,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 
-import numpy as np
-
-import rnnfast
+# Workers are spawned processes that re-import this file (as __mp_main__): keep the imports
+# at the top light; each framework is imported inside its own worker's setup/build.
+import _harness
 
 SHAPES = [
     ("rnn", 5, 200, 2, 4),
@@ -43,6 +49,7 @@ SHAPES = [
     ("lstm", 100, 32, 64, 256),
 ]
 CELLS = ("rnn", "lstm", "gru")
+BACKENDS = ("cpu", "reference")  # rnnfast.api.BACKENDS, without importing rnnfast here
 TORCH_CLASSES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 
 
@@ -68,7 +75,52 @@ def parse_shapes(tokens: list[str] | None) -> list[tuple[str, int, int, int, int
     return shapes
 
 
-def rnnfast_step(backend: str, cell: str, params: dict, x: np.ndarray, dout: np.ndarray):
+# ---------------------------------------------------------------- workloads (run in workers)
+
+
+def make_inputs(shape: tuple[str, int, int, int, int], dtype: str):
+    """Parameters (seed 0, PyTorch layout), x (T, B, I) and dout (T, B, H); same everywhere."""
+    import numpy as np
+
+    import rnnfast
+
+    cell, T, B, I, H = shape
+    params = rnnfast.init_params(cell, I, H, dtype=dtype, seed=0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    dout = rng.standard_normal((T, B, H)).astype(dtype)
+    return params, x, dout
+
+
+def setup_rnnfast(backend: str) -> dict[str, str]:
+    import numpy as np
+
+    import rnnfast
+
+    info = {"versions": f"rnnfast {rnnfast.__version__}, numpy {np.__version__}"}
+    threads = []
+    if backend == "cpu":
+        import numba
+        import scipy
+        import scipy.linalg.cython_blas  # noqa: F401  (the BLAS np.dot in @njit calls)
+
+        import rnnfast.cpu  # noqa: F401
+
+        info["versions"] += f", scipy {scipy.__version__}, numba {numba.__version__}"
+        threads.append(f"NUMBA_NUM_THREADS {numba.config.NUMBA_NUM_THREADS}")
+    else:
+        import rnnfast.reference  # noqa: F401
+    info["threads"] = ", ".join(_harness.openblas_threads() + threads)
+    info["env"] = _harness.thread_env()
+    return info
+
+
+def build_rnnfast(backend: str, shape: tuple[str, int, int, int, int], dtype: str):
+    import rnnfast
+
+    cell = shape[0]
+    params, x, dout = make_inputs(shape, dtype)
+
     def step() -> None:
         _, _, cache = rnnfast.forward(cell, params, x, backend=backend)
         rnnfast.backward(cell, params, cache, dout, backend=backend)
@@ -76,10 +128,27 @@ def rnnfast_step(backend: str, cell: str, params: dict, x: np.ndarray, dout: np.
     return step
 
 
-def torch_step(torch, cell: str, params: dict, x: np.ndarray, dout: np.ndarray):
+def setup_torch(threads: int) -> dict[str, str]:
+    import torch
+
+    torch.set_num_threads(threads)
+    return {
+        "versions": f"torch {torch.__version__}",
+        "threads": (
+            f"torch.set_num_threads({threads}): {torch.get_num_threads()} intra-op, "
+            f"{torch.get_num_interop_threads()} inter-op threads"
+        ),
+        "env": _harness.thread_env(),
+    }
+
+
+def build_torch(shape: tuple[str, int, int, int, int], dtype: str):
+    import torch
+
+    cell = shape[0]
+    params, x, dout = make_inputs(shape, dtype)
     I, H = params["weight_ih_l0"].shape[1], params["weight_hh_l0"].shape[1]
-    dtype = torch.float32 if x.dtype == np.float32 else torch.float64
-    module = getattr(torch.nn, TORCH_CLASSES[cell])(I, H, dtype=dtype)
+    module = getattr(torch.nn, TORCH_CLASSES[cell])(I, H, dtype=getattr(torch, dtype))
     module.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in params.items()})
     tx = torch.from_numpy(x.copy()).requires_grad_(True)
     tdout = torch.from_numpy(dout.copy())
@@ -93,40 +162,37 @@ def torch_step(torch, cell: str, params: dict, x: np.ndarray, dout: np.ndarray):
     return step
 
 
-def bench_shape(
-    shape: tuple[str, int, int, int, int],
-    dtype: np.dtype,
-    backend: str,
-    torch,
-    repeats: int,
-    ref_repeats: int,
-    warmup: int,
-) -> dict[str, float]:
-    cell, T, B, I, H = shape
-    params = rnnfast.init_params(cell, I, H, dtype=dtype, seed=0)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((T, B, I)).astype(dtype)
-    dout = rng.standard_normal((T, B, H)).astype(dtype)
-    steps: dict[str, Callable[[], None]] = {"rnnfast": rnnfast_step(backend, cell, params, x, dout)}
-    if torch is not None:
-        steps["torch"] = torch_step(torch, cell, params, x, dout)
-    if ref_repeats > 0:
-        steps["reference"] = rnnfast_step("reference", cell, params, x, dout)
-    for name, step in steps.items():
-        for _ in range(warmup if name != "reference" else 1):
-            step()
-    # the reference runs in every stride-th round only, spread over the whole run
-    stride = max(1, -(-repeats // max(ref_repeats, 1)))
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    gc.collect()
-    for r in range(repeats):
-        for name, step in steps.items():
-            if name == "reference" and (r % stride or len(times[name]) >= ref_repeats):
-                continue
-            t0 = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+def register_workloads(
+    backend: str, torch_threads: int | None, reference: bool, blas_threads: int | None
+) -> list[str]:
+    """Register the workers this run needs in _harness.REGISTRY; return their names."""
+    env = {"OPENBLAS_NUM_THREADS": str(blas_threads)} if blas_threads else {}
+    _harness.register(
+        "rnnfast",
+        functools.partial(build_rnnfast, backend),
+        setup=functools.partial(setup_rnnfast, backend),
+        forbid=("torch",) if backend == "cpu" else ("torch", "rnnfast.cpu"),
+        env=env,
+    )
+    names = ["rnnfast"]
+    if torch_threads is not None:
+        _harness.register(
+            "torch",
+            build_torch,
+            setup=functools.partial(setup_torch, torch_threads),
+            forbid=("rnnfast.cpu",),
+        )
+        names.append("torch")
+    if reference:
+        _harness.register(
+            "reference",
+            functools.partial(build_rnnfast, "reference"),
+            setup=functools.partial(setup_rnnfast, "reference"),
+            forbid=("torch", "rnnfast.cpu"),
+            env=env,
+        )
+        names.append("reference")
+    return names
 
 
 _STARTUP_SCRIPT = r"""
@@ -218,17 +284,65 @@ def format_startup(name: str, r: dict) -> str:
     )
 
 
+def format_header(args, info: dict[str, dict[str, str]], repeats: dict[str, int]) -> str:
+    labels = {"rnnfast": "rnnfast worker", "torch": "PyTorch worker", "reference": "ref worker"}
+    versions = [v for i in info.values() for v in i.get("versions", "").split(", ") if v]
+    versions = ", ".join(dict.fromkeys(versions))  # each once, in order
+    threads = "; ".join(f"{labels.get(n, n)}: {i.get('threads', '?')}" for n, i in info.items())
+    envs = {i.get("env", "?") for i in info.values()}
+    ref = f" ({repeats['reference']} for the reference)" if "reference" in repeats else ""
+    return "\n".join(
+        [
+            f"backend {args.backend}, {args.dtype}; {versions}; {_harness.cpu_info()}",
+            f"threads: {threads}; thread variables: {' / '.join(sorted(envs))}",
+            f"one worker process per framework, interleaved: median of {args.repeats} calls"
+            f"{ref} in {args.rounds} rounds per shape, {args.pause:g} s pause between workers; "
+            "forward+backward per call",
+        ]
+    )
+
+
+def format_load(shapes: list, times: dict) -> str:
+    """One line: how busy other processes kept the CPUs while each shape was measured."""
+    loads = {s: next(iter(times[s].values())).other_load for s in shapes}
+    known = {s: v for s, v in loads.items() if v is not None}
+    if not known:
+        return "load from other processes: unknown (no /proc/stat)"
+    worst = max(known, key=known.get)
+    text = (
+        f"load from other processes while measuring: mean {statistics.mean(known.values()):.2f}, "
+        f"max {known[worst]:.2f} cores ({' '.join(map(str, worst))})"
+    )
+    if known[worst] > 0.2:
+        text += ": the machine was shared, the timings of those shapes are unreliable"
+    return text
+
+
 def main(argv: list[str] | None = None) -> None:
+    t_start = time.perf_counter()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    parser.add_argument("--backend", choices=sorted(rnnfast.api.BACKENDS), default="cpu")
-    parser.add_argument("--repeats", type=int, default=30, help="timed rounds (default 30)")
+    parser.add_argument("--backend", choices=BACKENDS, default="cpu")
+    parser.add_argument("--repeats", type=int, default=30, help="timed calls (default 30)")
     parser.add_argument(
-        "--ref-repeats", type=int, default=None, help="reference runs (default repeats/5, >= 3)"
+        "--ref-repeats", type=int, default=None, help="reference calls (default repeats/5, >= 3)"
     )
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls first (default 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=0.15,
+        help="seconds between workers, for spinning BLAS threads to idle (default 0.15)",
+    )
     parser.add_argument("--shapes", nargs="+", metavar="SHAPE", help="cell or cell:T:B:I:H")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument(
+        "--blas-threads",
+        type=int,
+        default=None,
+        help="OPENBLAS_NUM_THREADS for the rnnfast and reference workers (default: inherit)",
+    )
     parser.add_argument("--quick", action="store_true", help="5 repeats, 2 reference runs")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch columns")
@@ -237,43 +351,56 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.quick:
         args.repeats, args.ref_repeats, args.warmup = 5, 2, 1
-    if args.repeats < 1 or args.warmup < 0:
-        parser.error("--repeats must be >= 1 and --warmup >= 0")
+    if args.repeats < 1 or args.warmup < 0 or args.rounds < 1 or args.pause < 0:
+        parser.error("--repeats and --rounds must be >= 1, --warmup and --pause >= 0")
+    if args.threads < 1 or (args.blas_threads is not None and args.blas_threads < 1):
+        parser.error("--threads and --blas-threads must be >= 1")
+    args.rounds = min(args.rounds, args.repeats)
     ref_repeats = args.ref_repeats if args.ref_repeats is not None else max(3, args.repeats // 5)
     ref_repeats = 0 if args.no_reference else min(ref_repeats, args.repeats)
     shapes = parse_shapes(args.shapes)
-    dtype = np.dtype(args.dtype)
 
-    torch = None
+    torch_threads = None
     if args.no_torch:
         print("torch columns skipped (--no-torch)")
+    elif importlib.util.find_spec("torch") is None:
+        print("torch is not installed: torch columns skipped")
     else:
-        try:
-            import torch
+        torch_threads = args.threads
+    names = register_workloads(args.backend, torch_threads, ref_repeats > 0, args.blas_threads)
+    repeats = {"rnnfast": args.repeats, "torch": args.repeats, "reference": ref_repeats}
+    repeats = {n: repeats[n] for n in names}
 
-            torch.set_num_threads(args.threads)
-        except ImportError:
-            print("torch is not installed: torch columns skipped")
-    import numba
-
-    versions = f"numpy {np.__version__}, numba {numba.__version__}"
-    versions += f", torch {torch.__version__} ({args.threads} threads)" if torch else ""
-    print(
-        f"rnnfast {rnnfast.__version__} backend {args.backend}, {args.dtype}; {versions}; "
-        f"{os.cpu_count()} CPUs; median of {args.repeats} rounds "
-        f"({ref_repeats} for the reference), forward+backward per call"
-    )
-
-    rows = []
-    for shape in shapes:
-        times = bench_shape(
-            shape, dtype, args.backend, torch, args.repeats, ref_repeats, args.warmup
-        )
-        rows.append({"shape": shape, "times": times})
+    def progress(shape) -> None:
         if not args.markdown:
             print("  measured " + " ".join(map(str, shape)), flush=True)
+
+    try:
+        with _harness.Workers(names) as workers:
+            print(format_header(args, workers.info, repeats), flush=True)
+            times = _harness.measure(
+                workers,
+                shapes,
+                args.dtype,
+                repeats,
+                rounds=args.rounds,
+                pause=args.pause,
+                # the slow reference: one untimed call first, none before later batches
+                warmup={n: min(args.warmup, 1) if n == "reference" else args.warmup for n in names},
+                batch_warmup={n: 0 if n == "reference" else 1 for n in names},
+                progress=progress,
+            )
+    except _harness.WorkerError as e:
+        print(f"\n{e}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        print("\ninterrupted: workers stopped", file=sys.stderr)
+        raise SystemExit(130) from None
+    rows = [{"shape": s, "times": {n: t.median for n, t in times[s].items()}} for s in shapes]
     print()
-    print(format_table(rows, args.markdown, torch is not None, ref_repeats > 0))
+    print(format_table(rows, args.markdown, torch_threads is not None, ref_repeats > 0))
+    print()
+    print(format_load(shapes, times))
 
     if not args.no_startup:
         print()
@@ -282,6 +409,7 @@ def main(argv: list[str] | None = None) -> None:
         print(format_startup("cached start-up (same cache dir)  ", cached))
         verdict = "OK" if cached["total"] < 1.0 else "OVER the 1 s target"
         print(f"cached import + first forward/backward: {cached['total']:.2f} s: {verdict}")
+    print(f"\nbenchmark wall time {time.perf_counter() - t_start:.1f} s")
 
 
 if __name__ == "__main__":
