@@ -37,6 +37,7 @@ _COMMON: dict[str, tuple[str, Any]] = {
     "seed": ("int", 0),
     "dtype": ("choice", ("float32", "float64")),
     "backend": ("choice", ("cpu",)),
+    "threads": ("int_or_none", 1),
 }
 
 _TASK_KEYS: dict[str, dict[str, tuple[str, Any]]] = {
@@ -121,7 +122,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     },
 }
 _OPTIMIZER_KEYS = ("momentum", "beta1", "beta2", "eps", "alpha", "initial_accumulator")
-_SHARED_DEFAULTS = {"seed": 0, "dtype": "float32", "backend": "cpu"}
+_SHARED_DEFAULTS = {"seed": 0, "dtype": "float32", "backend": "cpu", "threads": None}
 
 
 def schema(task: str) -> dict[str, tuple[str, Any]]:
@@ -154,6 +155,11 @@ def check_value(key: str, kind: str, extra: Any, value: object) -> Any:
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int) or value < extra:
             raise _fail(key, f"an integer >= {extra}", value)
+        return value
+    if kind == "int_or_none":
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < extra):  # fmt: skip
+            raise _fail(key, f"an integer >= {extra} or none", value)
         return value
     if kind == "str_or_none":
         if value is not None and not isinstance(value, str):

@@ -135,7 +135,8 @@ def run_id(config: dict[str, Any]) -> str:
     """First 16 hex digits of sha256(canonical_json(config)), config = resolve(user config).
 
     What goes in: every key of the resolved config except where the data lives (data_dir:
-    the same MNIST in another directory is the same run), i.e. the task, every
+    the same MNIST in another directory is the same run) and how many BLAS threads ran it
+    (threads), i.e. the task, every
     common and task key with the task's defaults filled in (so lags = [3, 8] written out or
     left to the default give the same id), and the optimizer hyper-parameters, None when
     unset. Values are as resolve() normalises them (float-typed keys are floats: lr = 0.1,
@@ -143,11 +144,11 @@ def run_id(config: dict[str, Any]) -> str:
     name or file, the results directory, key order. Changing a default in rnnfast.config, or
     adding a key to the schema, changes the ids of the runs it affects.
     """
-    identity = {k: v for k, v in config.items() if k not in LOCATION_KEYS}
+    identity = {k: v for k, v in config.items() if k not in NON_IDENTITY_KEYS}
     return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:16]
 
 
-LOCATION_KEYS = frozenset({"data_dir"})
+NON_IDENTITY_KEYS = frozenset({"data_dir", "threads"})
 
 
 def format_point(point: dict[str, Any]) -> str:

@@ -44,9 +44,23 @@ class Summary:
         lines = [f"{self.ok} ok, {self.diverged} diverged, {self.failed} failed, "
                  f"{self.skipped} already done"]  # fmt: skip
         for run_id, point, error in self.failures:
-            last = error.strip().splitlines()[-1] if error.strip() else ""
-            lines.append(f"  {run_id} ({point}): {last}")
+            lines.append(f"  {run_id} ({point}): {headline(error)}")
         return "\n".join(lines)
+
+
+def headline(error: str) -> str:
+    """One line for an error: a traceback's exception line ("ValueError: ..."), which is not
+    its last line when the message has several; else the text's last line."""
+    lines = error.strip().splitlines()
+    if not lines:
+        return ""
+    if lines[0].startswith("Traceback"):
+        frames = [i for i, line in enumerate(lines) if line.startswith("  File ")]
+        after = lines[frames[-1] + 1 :] if frames else lines[1:]
+        exc = next((line for line in after if line and not line[0].isspace()), None)
+        if exc is not None:
+            return exc
+    return lines[-1]
 
 
 def default_results_dir(grid: Grid) -> Path:

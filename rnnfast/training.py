@@ -37,6 +37,20 @@ from rnnfast.params import Spec, init_params
 from rnnfast.tasks import addition, dependency, mnist
 
 INTERVAL = 200  # updates per compiled call: Ctrl-C and progress are seen this often
+# Per-step products below this many multiply-adds run on one BLAS thread (config threads=None).
+# Measured (bench_train.py, 2 cores): OpenBLAS splits e.g. the 64x64x200 products of the
+# dependency task over 2 threads, which gained little on an idle machine and was 5-7x slower
+# whenever another process was busy (a thread waiting for a descheduled one at every step).
+SINGLE_THREAD_BELOW = 2_000_000
+
+
+def blas_threads(cfg: dict, spec: Spec, batch: int) -> int | None:
+    """BLAS threads for a run: the config's threads, else 1 for small models, else None
+    (the library default: all cores)."""
+    if cfg["threads"] is not None:
+        return cfg["threads"]
+    per_step = spec.gates * spec.hidden_size * spec.hidden_size * batch
+    return 1 if per_step < SINGLE_THREAD_BELOW else None
 
 
 @dataclass
@@ -262,6 +276,16 @@ def train(config: dict[str, Any], *, progress=None) -> TrainResult:
     cfg = resolve(config)
     tr = _Trainer(cfg)
     compile_time = tr.warm_up()
+    threads = blas_threads(cfg, tr.spec, tr.setup.B)
+    if threads is None:
+        return _train(cfg, tr, compile_time, progress, t_start)
+    from threadpoolctl import threadpool_limits  # noqa: PLC0415
+
+    with threadpool_limits(limits=threads, user_api="blas"):
+        return _train(cfg, tr, compile_time, progress, t_start)
+
+
+def _train(cfg: dict, tr: "_Trainer", compile_time: float, progress, t_start: float):
     s = tr.setup
     epochs = cfg["epochs"] if cfg["task"] != "addition" else 1
     total = epochs * s.updates_per_epoch

@@ -12,7 +12,9 @@ Gradients are taken at the parameter values the forward pass used (saved in the 
 from functools import lru_cache
 
 import numpy as np
+import scipy.linalg.cython_blas  # noqa: F401  (load the BLAS the kernels call, so thread
 
+#                                   limits, e.g. threadpoolctl, can see it before the first call)
 from rnnfast._cacheguard import ensure_fresh
 
 ensure_fresh()  # before the kernels load from Numba's cache

@@ -75,6 +75,7 @@ def head_loss(
     total = 0.0
     abs_err = 0.0
     if loss_kind == LOSS_CE:
+        # every loop below is element-wise over columns, so LLVM vectorises it
         m[:] = Z[:ncols]
         for c in range(1, C):
             zc = Z[c * ncols : (c + 1) * ncols]
@@ -89,14 +90,17 @@ def head_loss(
                 dc[k] = e
                 s[k] += e
         for k in range(ncols):
-            t = y_class[k]
-            total += vlog(s[k]) + m[k] - Z[t * ncols + k]
+            m[k] += vlog(s[k])  # logsumexp
+            s[k] = scale / s[k]
         for c in range(C):
             dc = dZ[c * ncols : (c + 1) * ncols]
             for k in range(ncols):
-                dc[k] = dc[k] / s[k] * scale
+                dc[k] *= s[k]
         for k in range(ncols):
-            dZ[y_class[k] * ncols + k] -= scale
+            t = y_class[k]
+            dZ[t * ncols + k] -= scale
+            s[k] = m[k] - Z[t * ncols + k]  # this column's loss
+        total = _lane_sum(s, ncols, m)
     else:  # one sigmoid output per column (C == 1)
         for k in range(ncols):
             o = vsigmoid(Z[k])
@@ -111,6 +115,25 @@ def head_loss(
                 total += max(z, 0) + np.log1p(np.exp(-abs(z))) - y * z
                 dZ[k] = (o - y) * scale
     return total * (1.0 if reduction_sum else 1.0 / ncols), abs_err
+
+
+@njit(cache=True, error_model="numpy")
+def _lane_sum(a, n, lanes):
+    """sum(a[:n]) over 64 interleaved partial sums: vectorised and deterministic (a plain
+    float reduction stays scalar without fastmath). lanes: scratch of >= min(n, 64) elements."""
+    W = min(n, 64)
+    acc = lanes[:W]
+    acc[:] = 0
+    full = (n // W) * W
+    for s0 in range(0, full, W):
+        for w in range(W):
+            acc[w] += a[s0 + w]
+    total = 0.0
+    for w in range(W):
+        total += acc[w]
+    for k in range(full, n):
+        total += a[k]
+    return total
 
 
 @njit(cache=True, error_model="numpy")
