@@ -180,6 +180,11 @@ def _key_problem(key: str, schema: dict, task: str) -> str | None:
 def _axis(key: str, spec: tuple[str, Any], values: Any, from_cli: bool = False) -> list:
     """A grid axis: a non-empty list of distinct valid values (lists of lists for list keys)."""
     list_key = spec[0] in ("int_list", "float_list")
+    if key in NON_IDENTITY_KEYS and not (isinstance(values, list) and len(values) == 1):
+        raise ValueError(
+            f"{key}: not a grid axis: it is not part of a run's identity (runs differing only in "
+            f"{key} would share one run_id); set it in [fixed], got {values!r}"
+        )
     if from_cli:  # -p seed=3 is one value; -p lags=3,8 is one lags value
         flat = isinstance(values, list) and not any(isinstance(v, list) for v in values)
         if not isinstance(values, list) or (list_key and flat):

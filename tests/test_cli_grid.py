@@ -244,6 +244,30 @@ train_size = [100, 4]
     assert after[f"{bad}.parquet"] != first[f"{bad}.parquet"]
 
 
+def test_missing_data_fails_in_the_worker_and_the_summary_names_the_exception(tmp_path):
+    """FileNotFoundError with a several-line message (how to get MNIST): the summary shows
+    the exception's first line, not the message's last."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    f = write(tmp_path / "m.toml", f"""
+name = "no-data"
+task = "mnist"
+[fixed]
+data_dir = "{empty}"
+[grid]
+seed = [0]
+""")  # fmt: skip
+    res = tmp_path / "res"
+    (run_id,) = ids_of(f)
+    r = invoke("run", "grid", f, "--results", res, "--workers", 1)
+    assert r.exit_code == 1, r.output
+    assert "0 ok, 0 diverged, 1 failed, 0 already done" in r.stdout
+    assert f"  {run_id} (seed=0): FileNotFoundError: MNIST data not found in {empty}" in r.stdout
+    rec, curve = read_run(res, run_id)
+    assert rec.status == "failed" and curve.empty
+    assert "rnnfast data mnist" in rec.error  # the whole message is stored
+
+
 def test_diverged_run_keeps_its_partial_curve_and_exits_1(tmp_path):
     f = write(tmp_path / "d.toml", f"""
 name = "diverge"
@@ -349,7 +373,7 @@ def test_show_by_prefix(finished_grid):
     assert f"loss: {TINY_UPDATES} points, steps 1-{TINY_UPDATES}" in curve
     # the parent directory works too
     assert invoke("show", run_id[:6], "--results", res.parent).exit_code == 0
-    for prefix, what in (("zzzz", "no run"), ("", "several runs")):
+    for prefix, what in (("zzzz", "no run"), ("", "is ambiguous")):
         r = invoke("show", prefix, "--results", res)
         assert r.exit_code == 2
         assert what in one_line_error(r.output)
@@ -455,10 +479,13 @@ SLOW_UPDATES = 2000
 
 
 def _start_driver(f: Path, res: Path, log: Path) -> subprocess.Popen:
-    out = open(log, "w")  # noqa: SIM115 - closed by the caller via _finish
-    return subprocess.Popen([str(RNNFAST), "run", "grid", str(f), "--results", str(res),
-                             "--workers", "1"], stdout=out, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    """The console script in a new session (process group): killpg reaches its workers."""
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}  # SIGABRT dumps every thread's stack
+    with open(log, "w") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([str(RNNFAST), "run", "grid", str(f), "--results", str(res),
+                                 "--workers", "1"], stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                env=env)  # fmt: skip
 
 
 def _wait_for_first_run(p: subprocess.Popen, res: Path, timeout: float = 180.0) -> None:
@@ -536,9 +563,11 @@ def test_ctrl_c_keeps_finished_runs_then_resume(tmp_path, to):
         os.killpg(p.pid, signal.SIGINT)
     try:
         code = p.wait(timeout=60)
-    finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
+    except subprocess.TimeoutExpired:
+        os.kill(p.pid, signal.SIGABRT)  # faulthandler: where it hangs, into the log
+        time.sleep(2)
+        os.killpg(p.pid, signal.SIGKILL)
+        pytest.fail(f"the driver did not exit within 60 s of SIGINT:\n{log.read_text()}")
     text = log.read_text()
     assert code == 130, text
     assert "interrupted: finished runs are stored" in text

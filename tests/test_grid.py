@@ -464,3 +464,11 @@ def test_check_without_bands_is_ok(tmp_path):
     rep = check(g, pd.DataFrame(), NO_CURVES)
     assert rep.ok and len(rep.rows) == 0
     assert rep.format().endswith("PASS: 0 ok, 0 outside, 0 missing")
+
+
+@pytest.mark.parametrize("key, values", [("threads", "[1, 2]"), ("data_dir", '["a", "b"]')])
+def test_keys_outside_the_run_identity_are_not_axes(tmp_path, key, values):
+    path = tmp_path / "g.toml"
+    path.write_text(f'name = "g"\ntask = "mnist"\n[grid]\n{key} = {values}\n')
+    with pytest.raises(GridError, match=f"{key}: not a grid axis"):
+        load_grid(path)

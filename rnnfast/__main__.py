@@ -1,0 +1,5 @@
+"""`python -m rnnfast ...` is the `rnnfast` command."""
+
+from rnnfast.cli import main
+
+main()
