@@ -472,10 +472,13 @@ sequence_length = 200000
 batch_size = 20
 num_steps = 5
 hidden_size = 2
+epochs = 25
 [grid]
 seed = [0, 1, 2, 3, 4, 5]
 """
-SLOW_UPDATES = 2000
+# 25 epochs of 2000 updates: about 0.5-1 s per run, so a signal sent when the first run is
+# stored lands while later runs are still to do, on an idle machine as on a busy one
+SLOW_UPDATES = 50_000
 
 
 def _start_driver(f: Path, res: Path, log: Path) -> subprocess.Popen:
