@@ -488,7 +488,14 @@ def _start_driver(f: Path, res: Path, log: Path) -> subprocess.Popen:
         return subprocess.Popen([str(RNNFAST), "run", "grid", str(f), "--results", str(res),
                                  "--workers", "1"], stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
-                                env=env)  # fmt: skip
+                                env=env, preexec_fn=_default_sigint)  # fmt: skip
+
+
+def _default_sigint() -> None:
+    """A command started with & by a non-interactive shell (as CI may run the tests) inherits
+    SIGINT ignored, and Python then never raises KeyboardInterrupt; a user's terminal does not
+    do that, so the driver under test gets the default disposition back."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for_first_run(p: subprocess.Popen, res: Path, timeout: float = 180.0) -> None:
