@@ -63,12 +63,17 @@ def setup_rnnfast() -> dict[str, str]:
 
 def build_rnnfast(shape, dtype: str):
     import numpy as np
+    from threadpoolctl import threadpool_limits
 
     from rnnfast.config import resolve
-    from rnnfast.training import _Trainer
+    from rnnfast.training import _Trainer, blas_threads
 
-    tr = _Trainer(resolve(_config(shape, dtype)))
+    cfg = resolve(_config(shape, dtype))
+    tr = _Trainer(cfg)
     tr.warm_up()
+    threads = blas_threads(cfg, tr.spec, tr.setup.B)  # the policy rnnfast.train applies
+    if threads is not None:
+        threadpool_limits(limits=threads, user_api="blas")
     U = tr.setup.updates_per_epoch
     losses, errors = np.empty(U), np.empty(U)
     state = {"epoch": 0}
