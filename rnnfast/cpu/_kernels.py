@@ -48,7 +48,7 @@ def buffer_offsets(cell, L, D, T, B, I0, H):
     """Offsets into one flat buffer, rounded up to 64-byte multiples (float32), for
 
     saved (forward -> backward): X, hist, chist, G, HN, TC       -> saved[k]:saved[k+1]
-    scratch (backward):          dO, dX, dG, dHN, dO_below, dh, dc, acc, db
+    scratch (backward):          dO, dX, dG, dHN, dO_below, dh, dc, acc, db, WT
 
     Unused buffers get size 1. Two flat arrays (instead of fifteen) keep the call overhead
     and the pool's bookkeeping small.
@@ -59,7 +59,7 @@ def buffer_offsets(cell, L, D, T, B, I0, H):
     saved = (I0 * TB, LD * H * TB1, LD * H * TB1 if lstm else 1, LD * GH * TB,
              LD * H * TB if gru else 1, LD * H * TB if lstm else 1)  # fmt: skip
     scratch = (D * H * TB, I0 * TB, D * GH * TB, D * H * TB if gru else 1,
-               D * H * TB if L > 1 else 1, H * B, H * B, 64, GH)  # fmt: skip
+               D * H * TB if L > 1 else 1, H * B, H * B, 64, GH, GH * H)  # fmt: skip
     so = np.zeros(len(saved) + 1, np.int64)
     for k in range(len(saved)):
         so[k + 1] = so[k] + (saved[k] + 15) // 16 * 16
@@ -67,6 +67,15 @@ def buffer_offsets(cell, L, D, T, B, I0, H):
     for k in range(len(scratch)):
         co[k + 1] = co[k] + (scratch[k] + 15) // 16 * 16
     return so, co
+
+
+@njit(cache=True)
+def split_scratch(scratch, co):
+    """(dO, dX, work) with work = (dG, dHN, dO_below, dh, dc, acc, db, WT) for backward_layers."""
+    s = scratch
+    work = (s[co[2] : co[3]], s[co[3] : co[4]], s[co[4] : co[5]], s[co[5] : co[6]],
+            s[co[6] : co[7]], s[co[7] : co[8]], s[co[8] : co[9]], s[co[9] : co[10]])  # fmt: skip
+    return s[co[0] : co[1]], s[co[1] : co[2]], work
 
 
 @njit(cache=True)
@@ -223,10 +232,7 @@ def backward_kernel(
     dt = W.dtype
     so, co = buffer_offsets(cell, L, D, T, B, I0, H)
     X, hist, chist, G, HN, TC = split_saved(saved, so)
-    dO, dX = scratch[co[0] : co[1]], scratch[co[1] : co[2]]
-    work = (scratch[co[2] : co[3]], scratch[co[3] : co[4]], scratch[co[4] : co[5]],
-            scratch[co[5] : co[6]], scratch[co[6] : co[7]], scratch[co[7] : co[8]],
-            scratch[co[8] : co[9]])  # fmt: skip
+    dO, dX, work = split_scratch(scratch, co)
     for t in range(T):
         for b in range(B):
             for d in range(D):
@@ -268,7 +274,7 @@ def backward_layers(
     HN,  # (L*D, H, TB) gru
     TC,  # (L*D, H, TB) lstm
     dO,  # (D, H, TB): gradient at the top layer's outputs; overwritten
-    work,  # (dG, dHN, dO_below, dh, dc, acc, db), laid out by buffer_offsets
+    work,  # (dG, dHN, dO_below, dh, dc, acc, db, WT), laid out by buffer_offsets
     dh_n,  # (L*D, B, H)
     dc_n,  # (L*D, B, H) lstm
     dW,  # packed like W: accumulated
@@ -277,7 +283,7 @@ def backward_layers(
     dc0,  # (L*D, B, H) out, lstm
 ):
     TB, TB1 = T * B, (T + 1) * B
-    dG, dHN, dO_below, dh, dc, acc, db = work
+    dG, dHN, dO_below, dh, dc, acc, db, WT = work
     for l in range(L - 1, -1, -1):
         for d in range(D):
             ld = l * D + d
@@ -298,20 +304,25 @@ def backward_layers(
             if cell == CELL_GRU:
                 HNv = HN[ld * H * TB : (ld + 1) * H * TB]
                 dHNv = dHN[d * H * TB : (d + 1) * H * TB]
+            # W_hh^T (H, GH) once: the per-step product W_hh^T @ dG then runs untransposed,
+            # which OpenBLAS does about 10 % faster (bench: 2.6 vs 2.9 ms per LSTM-100 pass)
+            for r in range(GH):
+                for k in range(H):
+                    WT[k * GH + r] = W[w_hh + r * H + k]
             for s in range(T):
                 t = T - 1 - s if d == 0 else s
                 hp = t if d == 0 else t + 1
                 gq = t * B
                 if cell == CELL_GRU:
                     gru_backward_step(Gv, HNv, hv, dGv, dHNv, dOv, dh, TB, TB1, gq, hp * B, H, B)
-                    mm(1, H, B, 2 * H, W[w_hh:], H, dGv[gq:], TB, 1.0, dh, B)
-                    mm(1, H, B, H, W[w_hh + 2 * H * H :], H, dHNv[gq:], TB, 1.0, dh, B)
+                    mm(0, H, B, 2 * H, WT, GH, dGv[gq:], TB, 1.0, dh, B)
+                    mm(0, H, B, H, WT[2 * H :], GH, dHNv[gq:], TB, 1.0, dh, B)
                 else:
                     if cell == CELL_LSTM:
                         lstm_backward_step(Gv, TCv, cv, dGv, dOv, dh, dc, TB, TB1, gq, hp * B, H, B)
                     else:
                         rnn_backward_step(Gv, dGv, dOv, dh, TB, gq, H, B, act)
-                    mm(1, H, B, GH, W[w_hh:], H, dGv[gq:], TB, 0.0, dh, B)
+                    mm(0, H, B, GH, WT, GH, dGv[gq:], TB, 0.0, dh, B)
             for j in range(H):
                 for b in range(B):
                     dh0[ld, b, j] = dh[j * B + b]

@@ -27,6 +27,7 @@ from rnnfast.cpu._kernels import (
     final_state_into,
     forward_layers,
     split_saved,
+    split_scratch,
 )
 from rnnfast.optim import clip_grad_norm, optim_step
 
@@ -128,10 +129,7 @@ def train_updates(
     so, co = buffer_offsets(cell, L, D, T, B, I0, H)
     X, hist, chist, G, HN, TC = split_saved(saved, so)
     TB = T * B
-    dO = scratch[co[0] : co[1]]
-    work = (scratch[co[2] : co[3]], scratch[co[3] : co[4]], scratch[co[4] : co[5]],
-            scratch[co[5] : co[6]], scratch[co[6] : co[7]], scratch[co[7] : co[8]],
-            scratch[co[8] : co[9]])  # fmt: skip
+    dO, _, work = split_scratch(scratch, co)
     acc = work[5]
     ncols = TB if head_mode == HEAD_ALL else B
     for k in range(n_updates):
