@@ -16,7 +16,7 @@ from numba import njit
 
 from rnnfast._blas import gemm
 from rnnfast.cells._math import vexp, vlog, vsigmoid
-from rnnfast.cpu._linalg import rowsum_acc
+from rnnfast.cpu._linalg import lane_sum, rowsum_acc
 
 LOSS_CE, LOSS_MSE, LOSS_BCE = 0, 1, 2
 LOSS_CODES = {"cross_entropy": LOSS_CE, "mse": LOSS_MSE, "bce": LOSS_BCE}
@@ -100,7 +100,7 @@ def head_loss(
             t = y_class[k]
             dZ[t * ncols + k] -= scale
             s[k] = m[k] - Z[t * ncols + k]  # this column's loss
-        total = _lane_sum(s, ncols, m)
+        total = lane_sum(s, ncols, m)
     else:  # one sigmoid output per column (C == 1)
         for k in range(ncols):
             o = vsigmoid(Z[k])
@@ -115,25 +115,6 @@ def head_loss(
                 total += max(z, 0) + np.log1p(np.exp(-abs(z))) - y * z
                 dZ[k] = (o - y) * scale
     return total * (1.0 if reduction_sum else 1.0 / ncols), abs_err
-
-
-@njit(cache=True, error_model="numpy")
-def _lane_sum(a, n, lanes):
-    """sum(a[:n]) over 64 interleaved partial sums: vectorised and deterministic (a plain
-    float reduction stays scalar without fastmath). lanes: scratch of >= min(n, 64) elements."""
-    W = min(n, 64)
-    acc = lanes[:W]
-    acc[:] = 0
-    full = (n // W) * W
-    for s0 in range(0, full, W):
-        for w in range(W):
-            acc[w] += a[s0 + w]
-    total = 0.0
-    for w in range(W):
-        total += acc[w]
-    for k in range(full, n):
-        total += a[k]
-    return total
 
 
 @njit(cache=True, error_model="numpy")

@@ -21,25 +21,27 @@ def mm(ta, M, N, K, A, lda, Bm, ldb, beta, C, ldc):
 
 
 @njit(cache=True, error_model="numpy")
-def rowsum_acc(db, G, R, N, ldg, acc):
-    """db[r] += sum(G[r, :N]) for R rows of stride ldg, in a fixed order.
-
-    acc: scratch of at least min(N, 64). Partial sums over 64 lanes keep the loop
-    vectorised (a plain float reduction is sequential without fastmath) and the result
-    deterministic.
-    """
-    W = min(N, 64)
-    for r in range(R):
-        acc[:W] = 0
-        row = G[r * ldg : r * ldg + N]
-        full = (N // W) * W
-        for s in range(0, full, W):
-            blk = row[s : s + W]
-            for w in range(W):
-                acc[w] += blk[w]
-        tot = 0.0
+def lane_sum(a, n, lanes):
+    """sum(a[:n]) over 64 interleaved partial sums, in a fixed order: vectorised (a plain
+    float reduction stays scalar without fastmath) and deterministic.
+    lanes: scratch of at least min(n, 64) elements."""
+    W = min(n, 64)
+    acc = lanes[:W]
+    acc[:] = 0
+    full = (n // W) * W if W > 0 else 0
+    for s0 in range(0, full, W):
         for w in range(W):
-            tot += acc[w]
-        for w in range(full, N):
-            tot += row[w]
-        db[r] += tot
+            acc[w] += a[s0 + w]
+    total = 0.0
+    for w in range(W):
+        total += acc[w]
+    for k in range(full, n):
+        total += a[k]
+    return total
+
+
+@njit(cache=True, error_model="numpy")
+def rowsum_acc(db, G, R, N, ldg, acc):
+    """db[r] += sum(G[r, :N]) for R rows of stride ldg (lane_sum per row; acc: its scratch)."""
+    for r in range(R):
+        db[r] += lane_sum(G[r * ldg : r * ldg + N], N, acc)
