@@ -71,7 +71,7 @@ def build_rnnfast(shape, dtype: str):
     cfg = resolve(_config(shape, dtype))
     tr = _Trainer(cfg)
     tr.warm_up()
-    threads = blas_threads(cfg, tr.spec, tr.setup.B)  # the policy rnnfast.train applies
+    threads = blas_threads(cfg, tr.spec, tr.setup.T, tr.setup.B)  # as rnnfast.train applies it
     if threads is not None:
         threadpool_limits(limits=threads, user_api="blas")
     U = tr.setup.updates_per_epoch

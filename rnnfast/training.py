@@ -23,8 +23,9 @@ import pandas as pd
 from rnnfast.cells import ACT_CODES, CELL_CODES
 from rnnfast.config import resolve
 from rnnfast.cpu import _layout
+from rnnfast.cpu._chunks import train_sizes
 from rnnfast.cpu._head import HEAD_ALL, HEAD_LAST, LOSS_CE, LOSS_MSE
-from rnnfast.cpu._kernels import buffer_offsets
+from rnnfast.cpu._split import one_blas_thread, split_chunks
 from rnnfast.cpu._train import (
     TASK_ADDITION,
     TASK_DEPENDENCY,
@@ -42,11 +43,26 @@ INTERVAL = 200  # updates per compiled call: Ctrl-C and progress are seen this o
 # dependency task over 2 threads, which gained little on an idle machine and was 5-7x slower
 # whenever another process was busy (a thread waiting for a descheduled one at every step).
 SINGLE_THREAD_BELOW = 2_000_000
+# Batch chunks in the fused loop from this much work per update (T * G*H * (H + 8) * B, as in
+# rnnfast.cpu._split), higher than for a kernel call: an update of the dependency task with
+# n = 10, H = 16 (768,000) took 101 us serial and 113 us in 2 chunks; n = 20 (1.5 M) 230 vs
+# 201 us, H = 64 (9.2 M) 811 vs 568 us, MNIST rows LSTM 100 (121 M) 7.9-12.3 vs 7.4-7.6 ms.
+TRAIN_SPLIT_MIN_WORK = 1_200_000
 
 
-def blas_threads(cfg: dict, spec: Spec, batch: int) -> int | None:
-    """BLAS threads for a run: the config's threads, else 1 for small models, else None
-    (the library default: all cores)."""
+def train_chunks(cfg: dict, spec: Spec, steps: int, batch: int) -> int:
+    """Batch chunks the fused loop's layers run in parallel: rnnfast.cpu._split's policy,
+    with the config's threads (if set) as the thread count and TRAIN_SPLIT_MIN_WORK."""
+    return split_chunks(spec.cell, spec.hidden_size, batch, steps, cfg["threads"],
+                        TRAIN_SPLIT_MIN_WORK)  # fmt: skip
+
+
+def blas_threads(cfg: dict, spec: Spec, steps: int, batch: int) -> int | None:
+    """BLAS threads for a run: 1 when the batch runs in chunks (the chunks are the threads),
+    else the config's threads, else 1 for small models, else None (the library default: all
+    cores)."""
+    if train_chunks(cfg, spec, steps, batch) > 1:
+        return 1
     if cfg["threads"] is not None:
         return cfg["threads"]
     per_step = spec.gates * spec.hidden_size * spec.hidden_size * batch
@@ -139,6 +155,7 @@ class _Trainer:
         self.opt = make_optimizer(cfg["optimizer"], cfg["lr"], **opt_hyper)
         self.hyper = self.opt.hyper()
         self.s1, self.s2 = init_state(self.opt.code, self.hyper, self.theta.size, self.theta)
+        self.nchunks = train_chunks(cfg, self.spec, s.T, s.B)
         self._alloc()
 
     def _init_params(self, F: int) -> None:
@@ -170,9 +187,9 @@ class _Trainer:
         s, spec, dt = self.setup, self.spec, self.dt
         L, D, H = spec.num_layers, spec.directions, spec.hidden_size
         cell = CELL_CODES[spec.cell]
-        so, co = buffer_offsets(cell, L, D, s.T, s.B, s.I0, H)
-        self.saved = np.zeros(int(so[-1]), dt)
-        self.scratch = np.zeros(int(co[-1]), dt)
+        n_saved, n_scratch = train_sizes(cell, L, D, s.T, s.B, s.I0, H, self.nchunks)
+        self.saved = np.zeros(int(n_saved), dt)
+        self.scratch = np.zeros(int(n_scratch), dt)
         ncols = s.T * s.B if s.head == HEAD_ALL else s.B
         self.Z = np.zeros(s.C * ncols, dt)
         self.dZ = np.zeros(s.C * ncols, dt)
@@ -187,7 +204,6 @@ class _Trainer:
         self.dzero = np.zeros(shape, dt)
         self.dh0 = np.zeros(shape, dt)
         self.dc0 = np.zeros(shape, dt)
-        self.dX = np.zeros(0, dt)
         self.model = np.array([cell, ACT_CODES[self.cfg["nonlinearity"]], L, D, s.T, s.B, s.I0,
                                H, s.C, self.wo, self.bo], np.int64)  # fmt: skip
         self.task = np.array([s.task_code, s.loss, s.head, s.reduction_sum, s.carry,
@@ -207,7 +223,8 @@ class _Trainer:
             m = self.mnist
             evaluate_mnist(self.model, self.theta, self.woff, m.test_images[:0], e8, m.steps,
                            m.input_size, 1, np.zeros(1, self.dt), ef.ravel(), eo.ravel(),
-                           np.zeros((1, 1, 1), self.dt), np.zeros((1, 1, 1), self.dt))  # fmt: skip
+                           np.zeros((1, 1, 1), self.dt), np.zeros((1, 1, 1), self.dt),
+                           1)  # fmt: skip
         return time.perf_counter() - t0
 
     def epoch_data(self, epoch: int) -> tuple:
@@ -237,23 +254,25 @@ class _Trainer:
             self.model, self.task, self.theta, self.woff, self.opt.code, self.hyper, self.s1,
             self.s2, step0, self.cfg["clip"], d_u8, d_lab, d_idx, f1, f2, f3, u0, n,
             self.h_state, self.c_state, self.saved, self.scratch, self.dtheta, self.Z, self.dZ,
-            self.work_m, self.work_s, self.y_class, self.y_real, self.dzero, self.dX, self.dh0,
-            self.dc0, losses, errors,
+            self.work_m, self.work_s, self.y_class, self.y_real, self.dzero, self.dh0, self.dc0,
+            losses, errors, self.nchunks,
         )  # fmt: skip
 
     def test_accuracy(self) -> float:
         m, spec = self.mnist, self.spec
         batch = min(self.cfg["eval_batch"], len(m.test_labels))
         L, D, H = spec.num_layers, spec.directions, spec.hidden_size
-        so, _ = buffer_offsets(CELL_CODES[spec.cell], L, D, m.steps, batch, m.input_size, H)
-        saved = np.zeros(int(so[-1]), self.dt)
+        nc = train_chunks(self.cfg, spec, m.steps, batch)
+        n_saved, _ = train_sizes(CELL_CODES[spec.cell], L, D, m.steps, batch, m.input_size, H, nc)
+        saved = np.zeros(int(n_saved), self.dt)
         Z = np.zeros(10 * batch, self.dt)
         y = np.zeros(batch, np.int64)
         h0 = np.zeros((L * D, batch, H), self.dt)
         labels = m.test_labels.astype(np.uint8).reshape(1, -1)
-        correct = evaluate_mnist(self.model, self.theta, self.woff, m.test_images, labels,
-                                 m.steps, m.input_size, batch, saved, Z, y, h0,
-                                 h0.copy())  # fmt: skip
+        with one_blas_thread(nc > 1):
+            correct = evaluate_mnist(self.model, self.theta, self.woff, m.test_images, labels,
+                                     m.steps, m.input_size, batch, saved, Z, y, h0, h0.copy(),
+                                     nc)  # fmt: skip
         return correct / len(m.test_labels)
 
     def params(self) -> dict[str, np.ndarray]:
@@ -276,7 +295,7 @@ def train(config: dict[str, Any], *, progress=None) -> TrainResult:
     cfg = resolve(config)
     tr = _Trainer(cfg)
     compile_time = tr.warm_up()
-    threads = blas_threads(cfg, tr.spec, tr.setup.B)
+    threads = blas_threads(cfg, tr.spec, tr.setup.T, tr.setup.B)
     if threads is None:
         return _train(cfg, tr, compile_time, progress, t_start)
     from threadpoolctl import threadpool_limits  # noqa: PLC0415

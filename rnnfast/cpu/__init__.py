@@ -4,13 +4,16 @@ The kernels (rnnfast/cpu/_kernels.py) take the public time-major arrays, move th
 feature-major (F, T*B) buffers and back themselves, so a call costs one pack of the
 parameters and one compiled call each way. One compiled forward and one backward kernel
 serve every cell, depth and direction for a dtype. Work buffers come from a pool
-(rnnfast/cpu/_workspace.py).
+(rnnfast/cpu/_workspace.py). Large enough batches run as chunks on Numba's threads, with BLAS
+on one thread meanwhile (rnnfast/cpu/_chunks.py; the policy and its measured crossover are in
+rnnfast/cpu/_split.py); backward uses the chunks its forward used.
 
 Gradients are taken at the parameter values the forward pass used (saved in the cache).
 """
 
 from functools import lru_cache
 
+import numba
 import numpy as np
 import scipy.linalg.cython_blas  # noqa: F401  (load the BLAS the kernels call, so thread
 
@@ -18,9 +21,21 @@ import scipy.linalg.cython_blas  # noqa: F401  (load the BLAS the kernels call, 
 from rnnfast._cacheguard import ensure_fresh
 
 ensure_fresh()  # before the kernels load from Numba's cache
+# Start Numba's threading layer before any kernel loads from the cache. A cached function
+# that calls a parallel one (forward_kernel_chunks, train_updates, ...) but was compiled in a
+# process that had loaded the parallel callee from the cache lacks Numba's reload hook, so
+# loaded first in a fresh process its calls into the threading layer resolve to address 0
+# (a segfault, seen after the test suite's worker processes filled the cache).
+numba.get_num_threads()
 
 from rnnfast.cells import ACT_CODES, CELL_CODES  # noqa: E402
+from rnnfast.cpu._chunks import (  # noqa: E402
+    backward_kernel_chunks,
+    chunk_sizes,
+    forward_kernel_chunks,
+)
 from rnnfast.cpu._kernels import backward_kernel, buffer_offsets, forward_kernel  # noqa: E402
+from rnnfast.cpu._split import one_blas_thread, parallel_ok, split_chunks  # noqa: E402
 from rnnfast.cpu._workspace import POOL  # noqa: E402
 from rnnfast.params import Spec, param_shapes  # noqa: E402
 
@@ -47,47 +62,71 @@ def _layout(spec: Spec):
 class _Saved:
     """What forward keeps for backward; its buffers go back to the pool when it dies."""
 
-    __slots__ = ("W", "buf", "__weakref__")
+    __slots__ = ("W", "buf", "nchunks", "__weakref__")
 
-    def __init__(self, W: np.ndarray, buf: np.ndarray) -> None:
-        self.W, self.buf = W, buf
+    def __init__(self, W: np.ndarray, buf: np.ndarray, nchunks: int) -> None:
+        self.W, self.buf, self.nchunks = W, buf, nchunks
         POOL.give_when_dead(self, buf)
 
 
 @lru_cache(maxsize=256)
-def _sizes(spec: Spec, T: int, B: int) -> tuple[int, int]:
+def _sizes(spec: Spec, T: int, B: int, nchunks: int) -> tuple[int, int]:
     """Sizes of forward's saved buffer and backward's scratch buffer."""
-    so, co = buffer_offsets(
-        CELL_CODES[spec.cell], spec.num_layers, spec.directions, T, B, spec.input_size,
-        spec.hidden_size,
-    )  # fmt: skip
+    args = (CELL_CODES[spec.cell], spec.num_layers, spec.directions, T, B, spec.input_size,
+            spec.hidden_size)  # fmt: skip
+    if nchunks > 1:
+        return tuple(int(n) for n in chunk_sizes(*args, nchunks))
+    so, co = buffer_offsets(*args)
     return int(so[-1]), int(co[-1])
 
 
-def forward(spec: Spec, nonlinearity: str, params, x, h0, c0):
+def num_chunks(spec: Spec, T: int, B: int, nchunks: int | None = None) -> int:
+    """Batch chunks a forward pass over (T, B) runs in parallel: nchunks (at most B; 1 in a
+    child forked from a process that used OpenMP), or by default the policy of
+    rnnfast.cpu._split.split_chunks."""
+    if nchunks is None:
+        return split_chunks(spec.cell, spec.hidden_size, B, T)
+    if isinstance(nchunks, bool) or not isinstance(nchunks, int) or nchunks < 1:
+        raise ValueError(f"nchunks: expected an integer >= 1 or None, got {nchunks!r}")
+    return min(nchunks, B) if parallel_ok() else 1
+
+
+def forward(spec: Spec, nonlinearity: str, params, x, h0, c0, *, nchunks: int | None = None):
     entries, woff = _layout(spec)
     W = np.concatenate([params[key].ravel() for key, *_ in entries])
     lstm = spec.cell == "lstm"
     T, B, _ = x.shape
-    saved = POOL.take(_sizes(spec, T, B)[0], spec.dtype)
-    out, h_n, c_n = forward_kernel(
-        CELL_CODES[spec.cell], ACT_CODES[nonlinearity], spec.directions, spec.hidden_size,
-        x, W, woff, h0, c0 if lstm else h0, saved,
-    )  # fmt: skip
-    return out, h_n, (c_n if lstm else None), _Saved(W, saved)
+    nc = num_chunks(spec, T, B, nchunks)
+    saved = POOL.take(_sizes(spec, T, B, nc)[0], spec.dtype)
+    args = (CELL_CODES[spec.cell], ACT_CODES[nonlinearity], spec.directions, spec.hidden_size,
+            x, W, woff, h0, c0 if lstm else h0, saved)  # fmt: skip
+    try:
+        if nc == 1:
+            out, h_n, c_n = forward_kernel(*args)
+        else:
+            with one_blas_thread():
+                out, h_n, c_n = forward_kernel_chunks(*args, nc)
+    except BaseException:
+        POOL.give(saved)
+        raise
+    return out, h_n, (c_n if lstm else None), _Saved(W, saved, nc)
 
 
 def backward(spec: Spec, nonlinearity: str, params, data: _Saved, dout, dh_n, dc_n):
     entries, woff = _layout(spec)
     lstm = spec.cell == "lstm"
     T, B, _ = dout.shape
-    scratch = POOL.take(_sizes(spec, T, B)[1], spec.dtype)
-    try:
-        dW, dx, dh0, dc0 = backward_kernel(
-            CELL_CODES[spec.cell], ACT_CODES[nonlinearity], spec.directions, spec.hidden_size,
+    nc = data.nchunks  # the saved buffers are laid out for forward's chunks
+    scratch = POOL.take(_sizes(spec, T, B, nc)[1], spec.dtype)
+    args = (CELL_CODES[spec.cell], ACT_CODES[nonlinearity], spec.directions, spec.hidden_size,
             data.W, woff, data.buf, dout, dh_n, dc_n if lstm else dh_n, spec.input_size,
-            scratch,
-        )  # fmt: skip
+            scratch)  # fmt: skip
+    try:
+        if nc == 1:
+            dW, dx, dh0, dc0 = backward_kernel(*args)
+        else:
+            with one_blas_thread():
+                dW, dx, dh0, dc0 = backward_kernel_chunks(*args, nc)
     finally:
         POOL.give(scratch)
     grads = {key: dW[pos : pos + n].reshape(shape) for key, shape, pos, n in entries}

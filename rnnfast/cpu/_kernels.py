@@ -109,7 +109,8 @@ def forward_kernel(
         for b in range(B):
             for i in range(I0):
                 X[i * TB + t * B + b] = x[t, b, i]
-    forward_layers(cell, act, L, D, T, B, I0, H, GH, X, W, woff, h0, c0, hist, chist, G, HN, TC)
+    forward_layers(cell, act, L, D, T, B, I0, H, GH, X, W, woff, h0, c0, hist, chist, G, HN, TC,
+                   0)  # fmt: skip
     out = np.empty((T, B, D * H), dt)
     for t in range(T):
         for b in range(B):
@@ -126,18 +127,19 @@ def forward_kernel(
 def _final_state(hist, L, D, T, B, H):
     """(L*D, B, H): the block written last by each (layer, direction)."""
     s = np.empty((L * D, B, H), hist.dtype)
-    final_state_into(hist, L, D, T, B, H, s)
+    final_state_into(hist, L, D, T, B, H, s, 0)
     return s
 
 
 @njit(cache=True, error_model="numpy")
-def final_state_into(hist, L, D, T, B, H, s):
+def final_state_into(hist, L, D, T, B, H, s, sb):
+    """s[:, sb:sb+B, :] = the block of hist written last by each (layer, direction)."""
     TB1 = (T + 1) * B
     for ld in range(L * D):
         blk = T if ld % D == 0 else 0
         for j in range(H):
             for b in range(B):
-                s[ld, b, j] = hist[(ld * H + j) * TB1 + blk * B + b]
+                s[ld, sb + b, j] = hist[(ld * H + j) * TB1 + blk * B + b]
 
 
 @njit(cache=True, error_model="numpy")
@@ -161,6 +163,7 @@ def forward_layers(
     G,  # (L*D, GH, TB) out
     HN,  # (L*D, H, TB) out, gru
     TC,  # (L*D, H, TB) out, lstm
+    sb,  # batch offset of these columns in h0 and c0 (a batch chunk's, else 0)
 ):
     TB, TB1 = T * B, (T + 1) * B
     for l in range(L):
@@ -185,13 +188,13 @@ def forward_layers(
             h0blk = 0 if d == 0 else T
             for j in range(H):
                 for b in range(B):
-                    hv[j * TB1 + h0blk * B + b] = h0[ld, b, j]
+                    hv[j * TB1 + h0blk * B + b] = h0[ld, sb + b, j]
             if cell == CELL_LSTM:
                 cv = chist[ld * H * TB1 : (ld + 1) * H * TB1]
                 TCv = TC[ld * H * TB : (ld + 1) * H * TB]
                 for j in range(H):
                     for b in range(B):
-                        cv[j * TB1 + h0blk * B + b] = c0[ld, b, j]
+                        cv[j * TB1 + h0blk * B + b] = c0[ld, sb + b, j]
             for s in range(T):
                 t = s if d == 0 else T - 1 - s
                 hp = t if d == 0 else t + 1  # block of h_{t-1} (the previous step)
@@ -244,7 +247,7 @@ def backward_kernel(
     dc0 = np.empty((LD if cell == CELL_LSTM else 0, B, H), dt)
     backward_layers(
         cell, act, L, D, T, B, I0, H, GH, X, W, woff, hist, chist, G, HN, TC,
-        dO, work, dh_n, dc_n, dW, dX, dh0, dc0,
+        dO, work, dh_n, dc_n, dW, dX, dh0, dc0, 0,
     )  # fmt: skip
     dx = np.empty((T, B, I0), dt)
     for t in range(T):
@@ -281,6 +284,7 @@ def backward_layers(
     dX,  # (I0, TB) out; size 0 to skip the input gradient
     dh0,  # (L*D, B, H) out
     dc0,  # (L*D, B, H) out, lstm
+    sb,  # batch offset of these columns in dh_n, dc_n, dh0 and dc0 (a batch chunk's, else 0)
 ):
     TB, TB1 = T * B, (T + 1) * B
     dG, dHN, dO_below, dh, dc, acc, db, WT = work
@@ -294,13 +298,13 @@ def backward_layers(
             dOv = dO[d * H * TB : (d + 1) * H * TB]
             for j in range(H):
                 for b in range(B):
-                    dh[j * B + b] = dh_n[ld, b, j]
+                    dh[j * B + b] = dh_n[ld, sb + b, j]
             if cell == CELL_LSTM:
                 cv = chist[ld * H * TB1 : (ld + 1) * H * TB1]
                 TCv = TC[ld * H * TB : (ld + 1) * H * TB]
                 for j in range(H):
                     for b in range(B):
-                        dc[j * B + b] = dc_n[ld, b, j]
+                        dc[j * B + b] = dc_n[ld, sb + b, j]
             if cell == CELL_GRU:
                 HNv = HN[ld * H * TB : (ld + 1) * H * TB]
                 dHNv = dHN[d * H * TB : (d + 1) * H * TB]
@@ -325,9 +329,9 @@ def backward_layers(
                     mm(0, H, B, GH, WT, GH, dGv[gq:], TB, 0.0, dh, B)
             for j in range(H):
                 for b in range(B):
-                    dh0[ld, b, j] = dh[j * B + b]
+                    dh0[ld, sb + b, j] = dh[j * B + b]
                     if cell == CELL_LSTM:
-                        dc0[ld, b, j] = dc[j * B + b]
+                        dc0[ld, sb + b, j] = dc[j * B + b]
             # weight gradients: one GEMM each over all time steps
             if l == 0:
                 gemm(0, 1, GH, I0, TB, 1.0, dGv, TB, X, TB, 1.0, dW[w_ih:], I0)

@@ -25,7 +25,9 @@ def lane_sum(a, n, lanes):
     """sum(a[:n]) over 64 interleaved partial sums, in a fixed order: vectorised (a plain
     float reduction stays scalar without fastmath) and deterministic.
     lanes: scratch of at least min(n, 64) elements."""
-    W = min(n, 64)
+    if n >= 64:
+        return _lane_sum64(a, n, lanes)
+    W = n
     acc = lanes[:W]
     acc[:] = 0
     full = (n // W) * W if W > 0 else 0
@@ -34,6 +36,26 @@ def lane_sum(a, n, lanes):
             acc[w] += a[s0 + w]
     total = 0.0
     for w in range(W):
+        total += acc[w]
+    for k in range(full, n):
+        total += a[k]
+    return total
+
+
+@njit(cache=True, error_model="numpy")
+def _lane_sum64(a, n, lanes):
+    """lane_sum for n >= 64, the same order of operations. The literal lane count lets LLVM
+    vectorise the block loop: 4x faster than a run-time count (bias row sums of LSTM
+    28x100x100: 0.55 -> 0.14 ms)."""
+    acc = lanes[:64]
+    acc[:] = 0
+    full = n // 64 * 64
+    for s0 in range(0, full, 64):
+        blk = a[s0 : s0 + 64]
+        for w in range(64):
+            acc[w] += blk[w]
+    total = 0.0
+    for w in range(64):
         total += acc[w]
     for k in range(full, n):
         total += a[k]

@@ -20,15 +20,13 @@ Tasks (the batch fillers below):
 import numpy as np
 from numba import njit
 
-from rnnfast.cpu._head import HEAD_ALL, head_backward, head_forward, head_loss
-from rnnfast.cpu._kernels import (
-    backward_layers,
-    buffer_offsets,
-    final_state_into,
-    forward_layers,
-    split_saved,
-    split_scratch,
+from rnnfast.cpu._chunks import (
+    train_backward,
+    train_final_states,
+    train_forward,
+    train_views,
 )
+from rnnfast.cpu._head import HEAD_ALL, head_backward, head_forward, head_loss
 from rnnfast.optim import clip_grad_norm, optim_step
 
 TASK_DEPENDENCY, TASK_MNIST, TASK_ADDITION = 0, 1, 2
@@ -106,7 +104,7 @@ def train_updates(
     h_state,
     c_state,  # (L*D, B, H) carried state (also the initial state)
     saved,
-    scratch,  # flat buffers laid out by buffer_offsets
+    scratch,  # flat buffers laid out by rnnfast.cpu._chunks.train_sizes
     dtheta,
     Z,
     dZ,
@@ -115,22 +113,18 @@ def train_updates(
     y_class,
     y_real,
     dzero,
-    dX,
     dh0,
     dc0,
     losses,
     errors,  # (n_updates,) out
+    nchunks,  # batch chunks the layers run in parallel (1: serial)
 ):
     """Runs updates u0 .. u0+n_updates-1; returns how many ran (fewer if a loss is not
     finite: that update's loss is recorded and the parameters are left before it)."""
     cell, act, L, D, T, B, I0, H, C, wo, bo = model
     task_kind, loss_kind, head_mode, reduction_sum, carry, true_style = task
-    GH = H * (4 if cell == 1 else 3 if cell == 2 else 1)
-    so, co = buffer_offsets(cell, L, D, T, B, I0, H)
-    X, hist, chist, G, HN, TC = split_saved(saved, so)
+    X, hist, Lh, dO, acc = train_views(cell, L, D, T, B, I0, H, saved, scratch, nchunks)
     TB = T * B
-    dO, _, work = split_scratch(scratch, co)
-    acc = work[5]
     ncols = TB if head_mode == HEAD_ALL else B
     for k in range(n_updates):
         u = u0 + k
@@ -143,9 +137,9 @@ def train_updates(
         if not carry:
             h_state[:] = 0
             c_state[:] = 0
-        forward_layers(cell, act, L, D, T, B, I0, H, GH, X, theta, woff, h_state, c_state,
-                       hist, chist, G, HN, TC)  # fmt: skip
-        head_forward(L, D, T, B, H, C, head_mode, theta, wo, bo, hist, Z)
+        train_forward(cell, act, L, D, T, B, I0, H, theta, woff, h_state, c_state, saved,
+                      nchunks)  # fmt: skip
+        head_forward(Lh, D, T, B, H, C, head_mode, theta, wo, bo, hist, Z)
         loss, err = head_loss(loss_kind, C, ncols, reduction_sum, Z, y_class, y_real, dZ,
                               work_m, work_s)  # fmt: skip
         losses[k] = loss
@@ -153,25 +147,23 @@ def train_updates(
         if not np.isfinite(loss):
             return k
         dtheta[:] = 0
-        head_backward(L, D, T, B, H, C, head_mode, theta, wo, bo, hist, dZ, dtheta, dO, acc)
-        backward_layers(cell, act, L, D, T, B, I0, H, GH, X, theta, woff, hist, chist, G, HN,
-                        TC, dO, work, dzero, dzero, dtheta, dX, dh0, dc0)  # fmt: skip
+        head_backward(Lh, D, T, B, H, C, head_mode, theta, wo, bo, hist, dZ, dtheta, dO, acc)
+        train_backward(cell, act, L, D, T, B, I0, H, theta, woff, saved, scratch, nchunks,
+                       dzero, dzero, dtheta, dh0, dc0)  # fmt: skip
         if carry:
-            final_state_into(hist, L, D, T, B, H, h_state)
-            if cell == 1:
-                final_state_into(chist, L, D, T, B, H, c_state)
+            train_final_states(cell, L, D, T, B, I0, H, saved, nchunks, h_state, c_state)
         clip_grad_norm(dtheta, clip)
         optim_step(opt_code, hyper, step0 + k + 1, theta, dtheta, opt_s1, opt_s2)
     return n_updates
 
 
 @njit(cache=True, error_model="numpy")
-def evaluate_mnist(model, theta, woff, images, labels, T, I0, batch, saved, Z, y_class, h0, c0):
-    """Accuracy of argmax(head(last output)) over all images, in batches of `batch`."""
+def evaluate_mnist(model, theta, woff, images, labels, T, I0, batch, saved, Z, y_class, h0, c0,
+                   nchunks):  # fmt: skip
+    """Accuracy of argmax(head(last output)) over all images, in batches of `batch`
+    (saved: laid out by train_sizes for batch and nchunks)."""
     cell, act, L, D, _, _, _, H, C, wo, bo = model
-    GH = H * (4 if cell == 1 else 3 if cell == 2 else 1)
-    so, _ = buffer_offsets(cell, L, D, T, batch, I0, H)
-    X, hist, chist, G, HN, TC = split_saved(saved, so)
+    X, hist, Lh, _, _ = train_views(cell, L, D, T, batch, I0, H, saved, saved[:0], nchunks)
     N = images.shape[0]
     idx = np.empty((1, batch), np.int64)
     correct = 0
@@ -182,9 +174,8 @@ def evaluate_mnist(model, theta, woff, images, labels, T, I0, batch, saved, Z, y
         fill_mnist(images, labels, idx, 0, T, I0, batch, X, y_class)  # labels (1, N)
         h0[:] = 0
         c0[:] = 0
-        forward_layers(cell, act, L, D, T, batch, I0, H, GH, X, theta, woff, h0, c0, hist,
-                       chist, G, HN, TC)  # fmt: skip
-        head_forward(L, D, T, batch, H, C, 1, theta, wo, bo, hist, Z)
+        train_forward(cell, act, L, D, T, batch, I0, H, theta, woff, h0, c0, saved, nchunks)
+        head_forward(Lh, D, T, batch, H, C, 1, theta, wo, bo, hist, Z)
         for b in range(nb):
             best = 0
             for c in range(1, C):

@@ -1,0 +1,393 @@
+"""Forward and backward over batch chunks run in parallel: one sub-batch per Numba thread.
+
+Batch columns are independent through the whole time recurrence, forward and backward, in
+every layer and direction: only the parameter gradients sum over columns. So a call with
+nchunks > 1 cuts the batch into contiguous ranges [b0, b1) and runs, for each range on its own
+thread, exactly the serial drivers of rnnfast/cpu/_kernels.py (forward_layers,
+backward_layers) with batch Bc = b1 - b0 on its own buffers:
+
+    saved   = [chunk 0's saved | chunk 1's saved | ...]      each laid out by buffer_offsets
+    scratch = [chunk 0's scratch | ... | partial dW of chunks 1 .. nchunks-1]
+
+Chunk c packs its columns of x (dout) into its buffers, runs all layers and directions, and
+unpacks its columns of out, h_n, c_n (dx, dh0, dc0). Chunk 0 accumulates its parameter
+gradient into dW, chunk c > 0 into its own zeroed partial; afterwards dW += partial_1 + ... +
+partial_{n-1} in that order, each element by one thread. Deterministic: the results depend
+on (shapes, nchunks) only.
+
+Why separate buffers (measured, LSTM 28x100x100, 2 threads): chunks as column ranges of the
+serial (F, T*B) buffers, with the full-batch GEMMs split by rows, gave 8.1-8.5 ms per forward
++ backward at best, and 12-13 ms in many processes: the two halves write neighbouring columns
+of every row at every step, so they share a cache line per row, and in lock step that false
+sharing took the forward alone from 2.5 ms (the same chunks on separate buffers) to 5.3 ms.
+Separate buffers also keep the serial path's large GEMMs (one input projection, one GEMM per
+weight gradient per chunk), and their partial weight gradients need one small sum at the end
+instead of a join per layer. Measured: 7.1-8.0 ms.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from rnnfast.cells import CELL_GRU, CELL_LSTM
+from rnnfast.cpu._kernels import (
+    backward_layers,
+    buffer_offsets,
+    final_state_into,
+    forward_layers,
+    split_saved,
+    split_scratch,
+)
+
+
+def _prange_only():
+    """Numba's parallel options: prange loops only. No implicit parallel loops from array
+    expressions or slice assignments (each would be a fork/join), no fusion of the chunk loop
+    with the reduction loop after it. A fresh dict each time: Numba consumes it."""
+    keys = ("comprehension", "reduction", "inplace_binop", "setitem", "numpy", "stencil", "fusion")
+    return {"prange": True, **dict.fromkeys(keys, False)}
+
+
+@njit(cache=True)
+def num_chunks(nchunks, B):
+    """The chunks a call really uses: 1 <= n <= B."""
+    return max(1, min(nchunks, B))
+
+
+@njit(cache=True)
+def span(n, parts, c):
+    """Part c of range(n) cut into `parts` contiguous pieces of (nearly) equal size."""
+    return c * n // parts, (c + 1) * n // parts
+
+
+@njit(cache=True)
+def param_count(cell, L, D, I0, H):
+    """Recurrent parameters of a model with biases (an upper bound without)."""
+    GH = H * (4 if cell == CELL_LSTM else 3 if cell == CELL_GRU else 1)
+    n = 0
+    for l in range(L):
+        n += D * (GH * ((I0 if l == 0 else D * H) + H) + 2 * GH)
+    return n
+
+
+@njit(cache=True)
+def chunk_offsets(cell, L, D, T, B, I0, H, nchunks):
+    """(saved, scratch): (nchunks + 1,) starts of each chunk's buffers in the flat saved and
+    scratch arrays; scratch[-1] is where the partial dW of chunks 1.. start (param_count
+    each). Sizes are multiples of 16 elements (64 bytes in float32), so two chunks share at
+    most the one cache line at their boundary."""
+    nc = num_chunks(nchunks, B)
+    sv = np.zeros(nc + 1, np.int64)
+    sc = np.zeros(nc + 1, np.int64)
+    for c in range(nc):
+        b0, b1 = span(B, nc, c)
+        so, co = buffer_offsets(cell, L, D, T, b1 - b0, I0, H)
+        sv[c + 1] = sv[c] + so[-1]
+        sc[c + 1] = sc[c] + co[-1]
+    return sv, sc
+
+
+@njit(cache=True)
+def chunk_sizes(cell, L, D, T, B, I0, H, nchunks):
+    """Sizes of the flat saved and scratch arrays for nchunks chunks."""
+    sv, sc = chunk_offsets(cell, L, D, T, B, I0, H, nchunks)
+    nc = len(sv) - 1
+    return sv[-1], sc[-1] + (nc - 1) * param_count(cell, L, D, I0, H)
+
+
+@njit(cache=True, error_model="numpy", parallel=_prange_only())
+def forward_chunks(
+    cell,
+    act,
+    L,
+    D,
+    T,
+    B,
+    I0,
+    H,
+    W,  # packed parameters
+    woff,  # (L*D, 4)
+    h0,  # (L*D, B, H)
+    c0,  # (L*D, B, H) lstm
+    saved,  # flat, the chunks' buffers laid out by chunk_offsets; filled for backward
+    nchunks,
+    x,  # (T, B, I0) input, or size 0: take it from X
+    X,  # (I0, TB) input (the fused training loop's layout), used if x.size == 0
+    out,  # (T, B, D*H) out, or size 0
+    top,  # (D, H, TB1) out: the top layer's h history in the serial layout, or size 0
+    h_n,  # (L*D, B, H) out, or size 0
+    c_n,  # (L*D, B, H) out, lstm, or size 0
+):
+    """forward_layers over the batch chunks in parallel; each chunk copies its columns of the
+    input in and of the outputs out."""
+    GH = H * (4 if cell == CELL_LSTM else 3 if cell == CELL_GRU else 1)
+    TB, TB1 = T * B, (T + 1) * B
+    nc = num_chunks(nchunks, B)
+    sv, _ = chunk_offsets(cell, L, D, T, B, I0, H, nc)
+    for c in prange(nc):
+        b0, b1 = span(B, nc, c)
+        Bc = b1 - b0
+        so, _ = buffer_offsets(cell, L, D, T, Bc, I0, H)
+        Xc, hist, chist, G, HN, TC = split_saved(saved[sv[c] : sv[c + 1]], so)
+        TBc, TB1c = T * Bc, (T + 1) * Bc
+        if x.size > 0:
+            for t in range(T):
+                for b in range(Bc):
+                    for i in range(I0):
+                        Xc[i * TBc + t * Bc + b] = x[t, b0 + b, i]
+        else:
+            for i in range(I0):
+                for t in range(T):
+                    Xc[i * TBc + t * Bc : i * TBc + t * Bc + Bc] = X[
+                        i * TB + t * B + b0 : i * TB + t * B + b1
+                    ]
+        forward_layers(cell, act, L, D, T, Bc, I0, H, GH, Xc, W, woff, h0, c0, hist, chist, G,
+                       HN, TC, b0)  # fmt: skip
+        top_c = hist[(L - 1) * D * H * TB1c :]
+        if out.size > 0:
+            for t in range(T):
+                for b in range(Bc):
+                    for d in range(D):
+                        base = d * H * TB1c + (Bc if d == 0 else 0) + t * Bc + b
+                        for j in range(H):
+                            out[t, b0 + b, d * H + j] = top_c[base + j * TB1c]
+        if top.size > 0:
+            for r in range(D * H):
+                for blk in range(T + 1):
+                    top[r * TB1 + blk * B + b0 : r * TB1 + blk * B + b1] = top_c[
+                        r * TB1c + blk * Bc : r * TB1c + blk * Bc + Bc
+                    ]
+        if h_n.size > 0:
+            final_state_into(hist, L, D, T, Bc, H, h_n, b0)
+        if c_n.size > 0:
+            final_state_into(chist, L, D, T, Bc, H, c_n, b0)
+
+
+@njit(cache=True, error_model="numpy", parallel=_prange_only())
+def backward_chunks(
+    cell,
+    act,
+    L,
+    D,
+    T,
+    B,
+    I0,
+    H,
+    W,  # packed parameters
+    woff,  # (L*D, 4)
+    saved,  # forward_chunks's flat buffer (same nchunks)
+    scratch,  # flat, laid out by chunk_offsets (chunk_sizes elements)
+    nchunks,
+    dout,  # (T, B, D*H) gradient at the top layer's outputs, or size 0: take it from dO
+    dO,  # (D, H, TB) the same in the fused training loop's layout, used if dout.size == 0
+    dh_n,  # (L*D, B, H)
+    dc_n,  # (L*D, B, H) lstm
+    dW,  # packed like W: accumulated
+    dx,  # (T, B, I0) out, or size 0 to skip the input gradient
+    dh0,  # (L*D, B, H) out
+    dc0,  # (L*D, B, H) out, lstm
+):
+    """backward_layers over the batch chunks in parallel, then dW += the chunks' partial
+    gradients in chunk order (each element by one thread)."""
+    LD = L * D
+    GH = H * (4 if cell == CELL_LSTM else 3 if cell == CELL_GRU else 1)
+    TB = T * B
+    nc = num_chunks(nchunks, B)
+    sv, sc = chunk_offsets(cell, L, D, T, B, I0, H, nc)
+    npar = param_count(cell, L, D, I0, H)
+    part = scratch[sc[nc] :]
+    for c in prange(nc):
+        b0, b1 = span(B, nc, c)
+        Bc = b1 - b0
+        so, co = buffer_offsets(cell, L, D, T, Bc, I0, H)
+        X, hist, chist, G, HN, TC = split_saved(saved[sv[c] : sv[c + 1]], so)
+        dOc, dX, work = split_scratch(scratch[sc[c] : sc[c + 1]], co)
+        TBc = T * Bc
+        if dout.size > 0:
+            for t in range(T):
+                for b in range(Bc):
+                    for r in range(D * H):
+                        dOc[r * TBc + t * Bc + b] = dout[t, b0 + b, r]
+        else:
+            for r in range(D * H):
+                for t in range(T):
+                    dOc[r * TBc + t * Bc : r * TBc + t * Bc + Bc] = dO[
+                        r * TB + t * B + b0 : r * TB + t * B + b1
+                    ]
+        dWc = dW if c == 0 else part[(c - 1) * npar : c * npar]
+        if c > 0:
+            dWc[:] = 0
+        backward_layers(cell, act, L, D, T, Bc, I0, H, GH, X, W, woff, hist, chist, G, HN, TC,
+                        dOc, work, dh_n, dc_n, dWc, dX[: I0 * TBc if dx.size > 0 else 0], dh0,
+                        dc0, b0)  # fmt: skip
+        if dx.size > 0:
+            for t in range(T):
+                for b in range(Bc):
+                    for i in range(I0):
+                        dx[t, b0 + b, i] = dX[i * TBc + t * Bc + b]
+    nrec = 0
+    for ld in range(LD):
+        nrec = max(nrec, woff[ld, 1] + GH * H, woff[ld, 3] + GH if woff[ld, 3] >= 0 else 0)
+    for c in prange(nc):
+        k0, k1 = span(nrec, nc, c)
+        for p in range(1, nc):
+            pp = part[(p - 1) * npar :]
+            for k in range(k0, k1):
+                dW[k] += pp[k]
+
+
+@njit(cache=True)
+def final_states_chunks(cell, L, D, T, B, I0, H, saved, nchunks, h_n, c_n):
+    """h_n (and c_n, lstm) (L*D, B, H) from the chunks' histories after forward_chunks."""
+    nc = num_chunks(nchunks, B)
+    sv, _ = chunk_offsets(cell, L, D, T, B, I0, H, nc)
+    for c in range(nc):
+        b0, b1 = span(B, nc, c)
+        so, _ = buffer_offsets(cell, L, D, T, b1 - b0, I0, H)
+        _, hist, chist, _, _, _ = split_saved(saved[sv[c] : sv[c + 1]], so)
+        final_state_into(hist, L, D, T, b1 - b0, H, h_n, b0)
+        if cell == CELL_LSTM:
+            final_state_into(chist, L, D, T, b1 - b0, H, c_n, b0)
+
+
+@njit(cache=True, error_model="numpy")
+def forward_kernel_chunks(
+    cell,
+    act,
+    D,
+    H,
+    x,  # (T, B, I0)
+    W,  # packed parameters
+    woff,  # (L*D, 4) int64
+    h0,  # (L*D, B, H)
+    c0,  # (L*D, B, H) lstm, else unused
+    saved,  # flat, laid out by chunk_offsets; filled for backward
+    nchunks,
+):
+    """forward_kernel over batch chunks in parallel: out (T, B, D*H), h_n, c_n (L*D, B, H)."""
+    T, B, I0 = x.shape
+    L = woff.shape[0] // D
+    dt = W.dtype
+    out = np.empty((T, B, D * H), dt)
+    h_n = np.empty((L * D, B, H), dt)
+    c_n = np.empty((L * D if cell == CELL_LSTM else 0, B, H), dt)
+    forward_chunks(cell, act, L, D, T, B, I0, H, W, woff, h0, c0, saved, nchunks, x,
+                   np.empty(0, dt), out, np.empty(0, dt), h_n, c_n)  # fmt: skip
+    return out, h_n, c_n
+
+
+@njit(cache=True, error_model="numpy")
+def backward_kernel_chunks(
+    cell,
+    act,
+    D,
+    H,
+    W,  # packed parameters
+    woff,  # (L*D, 4)
+    saved,  # forward_kernel_chunks's flat buffer (same nchunks)
+    dout,  # (T, B, D*H): gradient at the top layer's outputs
+    dh_n,  # (L*D, B, H)
+    dc_n,  # (L*D, B, H) lstm
+    I0,
+    scratch,  # flat, laid out by chunk_offsets (chunk_sizes elements)
+    nchunks,
+):
+    """backward_kernel over batch chunks in parallel: dW, dx (T, B, I0), dh0, dc0."""
+    T, B, _ = dout.shape
+    LD = woff.shape[0]
+    dt = W.dtype
+    dW = np.zeros_like(W)
+    dx = np.empty((T, B, I0), dt)
+    dh0 = np.empty((LD, B, H), dt)
+    dc0 = np.empty((LD if cell == CELL_LSTM else 0, B, H), dt)
+    backward_chunks(cell, act, LD // D, D, T, B, I0, H, W, woff, saved, scratch, nchunks, dout,
+                    np.empty(0, dt), dh_n, dc_n, dW, dx, dh0, dc0)  # fmt: skip
+    return dW, dx, dh0, dc0
+
+
+# ---- the fused training loop's buffers (rnnfast/cpu/_train.py): serial or in chunks --------
+#
+# 1 chunk:  saved and scratch laid out by buffer_offsets (the serial drivers' own buffers).
+# n chunks: saved = [X (I0, TB) | top (D, H, TB1) | the chunks' saved], scratch = [dO (D, H, TB)
+#           | acc (64) | the chunks' scratch and partial dW]. X and dO keep the serial layout
+#           for the batch fillers and the head; top is the top layer's history for the head.
+
+
+@njit(cache=True)
+def _train_heads(L, D, T, B, I0, H):
+    """Sizes of the serial-layout parts in front of the chunks' buffers, 16-rounded."""
+    TB, TB1 = T * B, (T + 1) * B
+    r16 = lambda n: (n + 15) // 16 * 16  # noqa: E731
+    return r16(I0 * TB), r16(D * H * TB1), r16(D * H * TB), 64
+
+
+@njit(cache=True)
+def train_sizes(cell, L, D, T, B, I0, H, nchunks):
+    """Sizes of the fused loop's saved and scratch buffers."""
+    if num_chunks(nchunks, B) == 1:
+        so, co = buffer_offsets(cell, L, D, T, B, I0, H)
+        return so[-1], co[-1]
+    nx, ntop, ndo, nacc = _train_heads(L, D, T, B, I0, H)
+    ns, nsc = chunk_sizes(cell, L, D, T, B, I0, H, nchunks)
+    return nx + ntop + ns, ndo + nacc + nsc
+
+
+@njit(cache=True)
+def train_views(cell, L, D, T, B, I0, H, saved, scratch, nchunks):
+    """(X, hist, Lh, dO, acc): the input (I0, TB), a history whose last layer is the top one
+    (Lh layers: L, or 1 for the chunks' top copy), dO (D, H, TB) and 64 lanes for the head."""
+    if num_chunks(nchunks, B) == 1:
+        so, co = buffer_offsets(cell, L, D, T, B, I0, H)
+        X, hist, _, _, _, _ = split_saved(saved, so)
+        dO, _, work = split_scratch(scratch, co)
+        return X, hist, L, dO, work[5]
+    nx, ntop, ndo, nacc = _train_heads(L, D, T, B, I0, H)
+    return (saved[:nx], saved[nx : nx + ntop], 1, scratch[:ndo],
+            scratch[ndo : ndo + nacc])  # fmt: skip
+
+
+@njit(cache=True, error_model="numpy")
+def train_forward(cell, act, L, D, T, B, I0, H, W, woff, h0, c0, saved, nchunks):
+    """forward_layers on the fused loop's buffers (X filled; fills hist or top)."""
+    GH = H * (4 if cell == CELL_LSTM else 3 if cell == CELL_GRU else 1)
+    if num_chunks(nchunks, B) == 1:
+        so, _ = buffer_offsets(cell, L, D, T, B, I0, H)
+        X, hist, chist, G, HN, TC = split_saved(saved, so)
+        forward_layers(cell, act, L, D, T, B, I0, H, GH, X, W, woff, h0, c0, hist, chist, G,
+                       HN, TC, 0)  # fmt: skip
+        return
+    nx, ntop, _, _ = _train_heads(L, D, T, B, I0, H)
+    none3 = np.empty((0, 0, 0), W.dtype)
+    forward_chunks(cell, act, L, D, T, B, I0, H, W, woff, h0, c0, saved[nx + ntop :], nchunks,
+                   none3, saved[:nx], none3, saved[nx : nx + ntop], none3, none3)  # fmt: skip
+
+
+@njit(cache=True, error_model="numpy")
+def train_backward(cell, act, L, D, T, B, I0, H, W, woff, saved, scratch, nchunks, dh_n, dc_n,
+                   dW, dh0, dc0):  # fmt: skip
+    """backward_layers on the fused loop's buffers (dO filled by the head); no input grad."""
+    GH = H * (4 if cell == CELL_LSTM else 3 if cell == CELL_GRU else 1)
+    if num_chunks(nchunks, B) == 1:
+        so, co = buffer_offsets(cell, L, D, T, B, I0, H)
+        X, hist, chist, G, HN, TC = split_saved(saved, so)
+        dO, _, work = split_scratch(scratch, co)
+        backward_layers(cell, act, L, D, T, B, I0, H, GH, X, W, woff, hist, chist, G, HN, TC,
+                        dO, work, dh_n, dc_n, dW, dO[:0], dh0, dc0, 0)  # fmt: skip
+        return
+    nx, ntop, ndo, nacc = _train_heads(L, D, T, B, I0, H)
+    backward_chunks(cell, act, L, D, T, B, I0, H, W, woff, saved[nx + ntop :],
+                    scratch[ndo + nacc :], nchunks, np.empty((0, 0, 0), W.dtype), scratch[:ndo],
+                    dh_n, dc_n, dW, np.empty((0, 0, 0), W.dtype), dh0, dc0)  # fmt: skip
+
+
+@njit(cache=True, error_model="numpy")
+def train_final_states(cell, L, D, T, B, I0, H, saved, nchunks, h_n, c_n):
+    """h_n (and c_n, lstm) after train_forward."""
+    if num_chunks(nchunks, B) == 1:
+        so, _ = buffer_offsets(cell, L, D, T, B, I0, H)
+        _, hist, chist, _, _, _ = split_saved(saved, so)
+        final_state_into(hist, L, D, T, B, H, h_n, 0)
+        if cell == CELL_LSTM:
+            final_state_into(chist, L, D, T, B, H, c_n, 0)
+        return
+    nx, ntop, _, _ = _train_heads(L, D, T, B, I0, H)
+    final_states_chunks(cell, L, D, T, B, I0, H, saved[nx + ntop :], nchunks, h_n, c_n)

@@ -1,0 +1,115 @@
+"""How many batch chunks a call runs in parallel, and one BLAS thread while it does.
+
+The kernels can cut the batch into nchunks column ranges and run each range on its own Numba
+thread (rnnfast/cpu/_chunks.py). The alternative, one time loop calling a multithreaded
+OpenBLAS, makes the threads meet at every small per-step product; the chunks meet once per
+forward and twice per backward. While chunks run, each calls BLAS single-threaded (two
+threads each asking OpenBLAS for two would oversubscribe the cores), so one_blas_thread()
+sets every BLAS library threadpoolctl finds to one thread around the call and restores the
+previous counts after it, also on errors: about 6 us for the two OpenBLAS copies of a NumPy +
+SciPy process (threadpoolctl's controllers, created once; threadpool_limits() costs about 8 us).
+OpenBLAS (pthreads build) called from two threads at once gave the same results as from one
+(tests/test_cpu_split.py).
+
+Policy (split_chunks): nchunks = the Numba thread count (numba.get_num_threads(), or the
+caller's limit), at most one chunk per MIN_CHUNK_COLUMNS batch columns, and 1 below
+SPLIT_MIN_WORK work per call, T * G*H * (H + 8) * B (the recurrent product plus about 8 for
+the element-wise work of each gate value). So nchunks is a function of the shapes and the
+thread count, and the results depend on (shapes, nchunks) only: which columns a chunk owns and
+the order in which the partial weight gradients are added are fixed by nchunks, never by
+which thread runs a chunk. Measured crossover (2 cores, float32, forward + backward through
+rnnfast.cpu, separate processes, medians of 3-5; serial vs 2 chunks):
+
+    rnn   T=10 B=200 H=8    work   256,000   0.113 vs 0.129 ms  (0.87x: serial)
+    rnn   T=10 B=200 H=12   work   480,000   0.144 vs 0.140 ms  (0.81-1.05x: serial)
+    rnn   T=10 B=200 H=16   work   768,000   0.174 vs 0.158 ms  (1.10x)
+    rnn   T=10 B=64  H=32   work   819,200   0.132 vs 0.115 ms  (0.83-1.14x)
+    rnn   T=20 B=200 H=16   work 1,536,000   0.355 vs 0.269 ms  (1.32x)
+    rnn   T=10 B=200 H=64   work 9,216,000   0.91  vs 0.56 ms   (1.63x)
+    lstm  T=28 B=100 H=100  work   121 M     8.7-14.5 vs 7.1-8.0 ms (1.1-1.9x)
+
+Small per-chunk batches lose (rnn B=4 H=256 with 2 columns a chunk: 0.80x), hence
+MIN_CHUNK_COLUMNS. The fused training loop (rnnfast.training) uses a higher threshold.
+
+Threading layer: Numba picks TBB, else OpenMP, else workqueue; TBB is not installed here, so
+it is GNU OpenMP ("omp"). omp forks and joins in a few us (spinning workers); "workqueue"
+(NUMBA_THREADING_LAYER=workqueue) took 0.1-0.2 ms per parallel region (rnn H=16: 0.58 vs
+0.14 ms), so other layers get the threshold SPLIT_MIN_WORK_OTHER (per-call serial time about
+2 ms: rnn T=10 B=200 H=64 0.66x, lstm T=28 B=32 H=100 1.29x). GNU OpenMP is not fork-safe: a
+child forked after the parent ran a parallel region is killed by Numba at its first one
+("Terminating: fork() called from a process already using GNU OpenMP"), so parallel_ok()
+keeps such a child on the serial path (rnnfast's own executors use spawn anyway). workqueue
+aborts on parallel launches from two threads at once; through rnnfast they cannot overlap:
+the kernels hold the GIL and split calls hold _LOCK.
+"""
+
+import os
+import threading
+from contextlib import contextmanager
+
+import numba
+
+SPLIT_MIN_WORK = 600_000  # work per call T * G*H * (H + 8) * B below which nchunks = 1 (omp)
+SPLIT_MIN_WORK_OTHER = 20_000_000  # the same for other threading layers (workqueue)
+MIN_CHUNK_COLUMNS = 4  # batch columns per chunk at least
+_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+_LOCK = threading.RLock()
+_PID = os.getpid()  # the process that imported rnnfast (a forked child inherits it)
+_blas = None  # threadpoolctl controllers of the loaded BLAS libraries, found once
+
+
+def parallel_ok() -> bool:
+    """False in a child forked from a process using GNU OpenMP (Numba's "omp" layer aborts a
+    parallel region there): such a child runs everything serially."""
+    return os.getpid() == _PID or numba.threading_layer() != "omp"
+
+
+def split_chunks(
+    cell: str,
+    hidden_size: int,
+    batch: int,
+    steps: int,
+    threads: int | None = None,
+    min_work: int | None = None,
+) -> int:
+    """Batch chunks for a call over (steps, batch) (1: the serial path); threads caps the
+    Numba thread count, min_work replaces SPLIT_MIN_WORK (the omp layer's threshold)."""
+    work = steps * _GATES[cell] * hidden_size * (hidden_size + 8) * batch
+    min_work = SPLIT_MIN_WORK if min_work is None else min_work
+    if numba.threading_layer() != "omp":
+        min_work = max(min_work, SPLIT_MIN_WORK_OTHER)
+    if work < min_work or not parallel_ok():
+        return 1
+    n = numba.get_num_threads()
+    if threads is not None:
+        n = min(n, threads)
+    return max(1, min(n, batch // MIN_CHUNK_COLUMNS))
+
+
+def _blas_controllers() -> list:
+    global _blas
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController  # noqa: PLC0415
+
+        _blas = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+    return _blas
+
+
+@contextmanager
+def one_blas_thread(active: bool = True):
+    """Every loaded BLAS library on one thread inside the block (nothing if not active)."""
+    if not active:
+        yield
+        return
+    with _LOCK:
+        libs = _blas_controllers()
+        prev = [c.get_num_threads() for c in libs]
+        try:
+            for c, n in zip(libs, prev, strict=True):
+                if n != 1:
+                    c.set_num_threads(1)
+            yield
+        finally:
+            for c, n in zip(libs, prev, strict=True):
+                if n != 1:
+                    c.set_num_threads(n)
