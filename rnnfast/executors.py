@@ -140,6 +140,40 @@ def run_local(tasks: Iterable[Task], workers: int, on_done: OnDone, *, retries: 
                 raise
 
 
+def run_cuda(tasks: Iterable[Task], on_done: OnDone) -> None:
+    """Train CUDA runs in this process, each group of runs that share shapes in one launch
+    per interval (rnnfast.cuda.training). A group's runs are stored when the group ends; a
+    failing group records each of its runs as failed with the traceback."""
+    from rnnfast.cuda import device_name  # noqa: PLC0415
+    from rnnfast.cuda.training import group_key, train_group  # noqa: PLC0415
+    from rnnfast.provenance import collect  # noqa: PLC0415
+    from rnnfast.store import RunRecord  # noqa: PLC0415
+
+    groups: dict[tuple, list[Task]] = {}
+    for task in tasks:
+        groups.setdefault(group_key(task.config), []).append(task)
+    for group in groups.values():
+        started, t0 = _now(), perf_counter()
+        try:
+            results, error = train_group([t.config for t in group]), ""
+            device = device_name()
+        except Exception:  # a failing group is a result for each of its runs
+            results, error, device = [None] * len(group), traceback.format_exc(), None
+        wall = (perf_counter() - t0) / len(group)  # the launch is shared
+        for task, res in zip(group, results, strict=True):
+            provenance = collect(task.threads)
+            provenance["cuda_device"] = device
+            provenance["cuda_group_size"] = len(group)
+            record = RunRecord(
+                run_id=task.run_id, grid=task.grid, config=task.config, point=task.point or {},
+                status=res.status if res else "failed", error=res.message if res else error,
+                final=res.final if res else {}, provenance=provenance, started=started,
+                finished=_now(), wall_time=wall,
+                compile_time=res.info.get("compile_time") if res else None,
+            )  # fmt: skip
+            on_done(record, res.curves if res else None)
+
+
 def _lost(task: Task, why: str):
     from rnnfast.provenance import collect  # noqa: PLC0415
     from rnnfast.store import RunRecord  # noqa: PLC0415
