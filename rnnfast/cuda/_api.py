@@ -33,7 +33,7 @@ def launch_shape(H: int, B: int) -> tuple[int, int, int]:
     return (B + bc - 1) // bc, threads, bc
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def forward_kernel(cell, act, L, D, T, B, I0, H, bc, W, woff, h0, c0, buf, off, h_n, c_n):
     b0 = cuda.blockIdx.x * bc
     b1 = min(B, b0 + bc)
@@ -42,7 +42,7 @@ def forward_kernel(cell, act, L, D, T, B, I0, H, bc, W, woff, h0, c0, buf, off, 
     final_state(tid, nt, cell, L, D, T, B, H, b0, b1, buf, off, h_n, c_n)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def backward_kernel(cell, act, L, D, T, B, I0, H, bc, W, woff, dh_n, dc_n, dh0, dc0, buf, off):
     b0 = cuda.blockIdx.x * bc
     b1 = min(B, b0 + bc)
@@ -51,7 +51,7 @@ def backward_kernel(cell, act, L, D, T, B, I0, H, bc, W, woff, dh_n, dc_n, dh0, 
                     dc0, buf, off, True)  # fmt: skip
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def weight_grad_kernel(cell, L, D, T, B, I0, H, W, woff, buf, off, dW):
     weight_grads(cuda.grid(1), cuda.gridsize(1), cell, L, D, T, B, I0, H, W, woff, buf, off, dW)
 

@@ -225,7 +225,7 @@ def _clip_and_step(tid, nt, red, code, hyper, step, clip, th, dth, s1, s2, n):
             th[i] = th[i] + (neg_lr * g) / (math.sqrt(v) + t(hyper[4]))
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def train_kernel(
     model,  # int64 (cell, act, L, D, T, B, I0, H, C, wo, bo)
     task,  # int64 (task, loss_kind, head_mode, reduction_sum, carry, true_style)
