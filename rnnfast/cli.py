@@ -77,7 +77,10 @@ def demo(
         repeats=repeats,
         seed=seed,
     )
-    report = run_demo(cfg)
+    try:
+        report = run_demo(cfg)
+    except RuntimeError as err:  # rnnfast.cuda.CudaUnavailable: what is missing, one line
+        raise click.ClickException(str(err)) from None
     _print_report(report)
     if not report.ok:
         raise click.ClickException(
@@ -156,7 +159,7 @@ def run_one(
     try:
         with bar if show else contextlib.nullcontext():
             result = train(config, progress=progress if show else None)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, RuntimeError) as err:  # RuntimeError: no cuda
         raise click.ClickException(str(err)) from None
     if curves is not None:
         if curves.suffix == ".csv":

@@ -244,6 +244,12 @@ def test_no_gpu_outside_the_simulator():
     if out == "GPU":
         pytest.skip("this machine has a CUDA GPU")
     assert "no CUDA GPU" in out or "driver" in out
+    for args in (["demo", "--backend", "cuda"], ["run", "one", "--task", "dependency",
+                                                 "backend=cuda", "-q"]):  # fmt: skip
+        res = subprocess.run([sys.executable, "-m", "rnnfast", *args], capture_output=True,
+                             text=True, env=env)  # fmt: skip
+        assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+        assert out in res.stderr
 
 
 def test_kernels_compile_for_a_real_gpu():
