@@ -50,22 +50,44 @@ def execute(task: Task):
 
     started, t0 = _now(), perf_counter()
     curves, final, error, status, compile_time = None, {}, "", "failed", None
-    try:
-        from rnnfast.training import train  # noqa: PLC0415
+    with thread_limits(task.threads):
+        try:
+            from rnnfast.training import train  # noqa: PLC0415
 
-        result = train(task.config)
-        curves, final, status = result.curves, result.final, result.status
-        error = result.message
-        compile_time = result.info.get("compile_time")
-    except Exception:  # a failing run is a result, not a crash of the grid
-        error = traceback.format_exc()
+            result = train(task.config)
+            curves, final, status = result.curves, result.final, result.status
+            error = result.message
+            compile_time = result.info.get("compile_time")
+        except Exception:  # a failing run is a result, not a crash of the grid
+            error = traceback.format_exc()
+        provenance = collect(task.threads)
     record = RunRecord(
         run_id=task.run_id, grid=task.grid, config=task.config, point=task.point or {},
-        status=status, error=error, final=final, provenance=collect(task.threads),
-        started=started, finished=_now(), wall_time=perf_counter() - t0,
-        compile_time=compile_time,
+        status=status, error=error, final=final, provenance=provenance, started=started,
+        finished=_now(), wall_time=perf_counter() - t0, compile_time=compile_time,
     )  # fmt: skip
     return record, curves
+
+
+@contextlib.contextmanager
+def thread_limits(threads: int | None):
+    """Cap this process's BLAS pools and this thread's Numba threads for one run, and restore
+    them after. The environment variables set for workers the driver starts (_pin_threads)
+    come too late for workers it does not start, such as an external Dask cluster's, which
+    have loaded OpenBLAS and Numba already; this cap works in either. None: no change."""
+    if threads is None:
+        yield
+        return
+    import numba  # noqa: PLC0415
+    from threadpoolctl import threadpool_limits  # noqa: PLC0415
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        with threadpool_limits(limits=threads, user_api="blas"):
+            yield
+    finally:
+        numba.set_num_threads(before)
 
 
 def default_threads(workers: int) -> int:

@@ -100,7 +100,9 @@ def run_plan(plan: Plan, *, executor: str = "local", workers: int | None = None,
         return summary
     n = workers or os.cpu_count() or 1
     n = max(1, min(n, len(plan.todo)))  # cuda runs ignore workers and threads
-    threads = threads or default_threads(n)
+    # workers of an external Dask cluster are pinned only if asked (--threads): their cores
+    # are not this machine's
+    threads = threads or (None if scheduler else default_threads(n))
     points = {s.run_id: format_point(s.point) for s in plan.todo}
     tasks = [Task(s.run_id, s.config, plan.grid.name, s.point, threads) for s in plan.todo]
 
