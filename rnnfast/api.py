@@ -24,7 +24,7 @@ import numpy as np
 
 from rnnfast.params import NONLINEARITIES, Spec, check_cell, infer_spec
 
-BACKENDS = {"cpu": "rnnfast.cpu", "reference": "rnnfast.reference"}
+BACKENDS = {"cpu": "rnnfast.cpu", "reference": "rnnfast.reference", "cuda": "rnnfast.cuda"}
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,10 @@ def demo(
         repeats=repeats,
         seed=seed,
     )
-    report = run_demo(cfg)
+    try:
+        report = run_demo(cfg)
+    except RuntimeError as err:  # rnnfast.cuda.CudaUnavailable: what is missing, one line
+        raise click.ClickException(str(err)) from None
     _print_report(report)
     if not report.ok:
         raise click.ClickException(
@@ -156,7 +159,7 @@ def run_one(
     try:
         with bar if show else contextlib.nullcontext():
             result = train(config, progress=progress if show else None)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, RuntimeError) as err:  # RuntimeError: no cuda
         raise click.ClickException(str(err)) from None
     if curves is not None:
         if curves.suffix == ".csv":
@@ -253,20 +256,33 @@ def _load_grid(file: Path, overrides: tuple[str, ...] = ()):
 @click.option("--rerun-failed", is_flag=True, help="Rerun runs stored as failed.")
 @click.option("-p", "overrides", multiple=True, metavar="KEY=V1,V2",
               help="Replace (or add) a grid axis; repeatable.")  # fmt: skip
+@click.option("--backend", type=click.Choice(["cpu", "cuda"]),
+              help="Train every run on this backend (sets the config key; cuda: runs that "
+              "share shapes train together, one launch per interval).")  # fmt: skip
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def run_grid(file: Path, results: Path | None, workers: int | None, threads: int | None,
              executor: str, scheduler: str | None, dry_run: bool, force: bool,
-             rerun_failed: bool, overrides: tuple[str, ...], quiet: bool) -> None:  # fmt: skip
+             rerun_failed: bool, overrides: tuple[str, ...], backend: str | None,
+             quiet: bool) -> None:  # fmt: skip
     """Run every point of a grid file; finished runs are kept and skipped next time.
 
     rnnfast run grid experiments/published/dependency-r2rt-5x4.toml --workers 2
     rnnfast run grid experiments/dependency-explore.toml -p seed=0 --dry-run
+    rnnfast run grid experiments/published/dependency-r2rt-10x16.toml --backend cuda
     """
     from rnnfast.runner import make_plan, run_plan  # noqa: PLC0415
 
     if scheduler is not None and executor != "dask":
         raise InputError("--scheduler: only with --executor dask")
+    if backend is not None:
+        overrides = (*overrides, f"backend={backend}")
     grid = _load_grid(file, overrides)
+    if not dry_run and any(s.config["backend"] == "cuda" for s in grid.points()):
+        from rnnfast.cuda import unavailable_reason  # noqa: PLC0415
+
+        reason = unavailable_reason()
+        if reason is not None:
+            raise InputError(reason)
     plan = make_plan(grid, results, force=force, rerun_failed=rerun_failed)
     if dry_run:
         from rnnfast.grid import format_point  # noqa: PLC0415

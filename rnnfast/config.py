@@ -36,7 +36,7 @@ _COMMON: dict[str, tuple[str, Any]] = {
     "epochs": ("int", 1),
     "seed": ("int", 0),
     "dtype": ("choice", ("float32", "float64")),
-    "backend": ("choice", ("cpu",)),
+    "backend": ("choice", ("cpu", "cuda")),
     "threads": ("int_or_none", 1),
 }
 

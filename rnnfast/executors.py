@@ -50,22 +50,44 @@ def execute(task: Task):
 
     started, t0 = _now(), perf_counter()
     curves, final, error, status, compile_time = None, {}, "", "failed", None
-    try:
-        from rnnfast.training import train  # noqa: PLC0415
+    with thread_limits(task.threads):
+        try:
+            from rnnfast.training import train  # noqa: PLC0415
 
-        result = train(task.config)
-        curves, final, status = result.curves, result.final, result.status
-        error = result.message
-        compile_time = result.info.get("compile_time")
-    except Exception:  # a failing run is a result, not a crash of the grid
-        error = traceback.format_exc()
+            result = train(task.config)
+            curves, final, status = result.curves, result.final, result.status
+            error = result.message
+            compile_time = result.info.get("compile_time")
+        except Exception:  # a failing run is a result, not a crash of the grid
+            error = traceback.format_exc()
+        provenance = collect(task.threads)
     record = RunRecord(
         run_id=task.run_id, grid=task.grid, config=task.config, point=task.point or {},
-        status=status, error=error, final=final, provenance=collect(task.threads),
-        started=started, finished=_now(), wall_time=perf_counter() - t0,
-        compile_time=compile_time,
+        status=status, error=error, final=final, provenance=provenance, started=started,
+        finished=_now(), wall_time=perf_counter() - t0, compile_time=compile_time,
     )  # fmt: skip
     return record, curves
+
+
+@contextlib.contextmanager
+def thread_limits(threads: int | None):
+    """Cap this process's BLAS pools and this thread's Numba threads for one run, and restore
+    them after. The environment variables set for workers the driver starts (_pin_threads)
+    come too late for workers it does not start, such as an external Dask cluster's, which
+    have loaded OpenBLAS and Numba already; this cap works in either. None: no change."""
+    if threads is None:
+        yield
+        return
+    import numba  # noqa: PLC0415
+    from threadpoolctl import threadpool_limits  # noqa: PLC0415
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        with threadpool_limits(limits=threads, user_api="blas"):
+            yield
+    finally:
+        numba.set_num_threads(before)
 
 
 def default_threads(workers: int) -> int:
@@ -138,6 +160,40 @@ def run_local(tasks: Iterable[Task], workers: int, on_done: OnDone, *, retries: 
                 for proc in list(getattr(pool, "_processes", {}).values()):
                     proc.terminate()  # Ctrl-C: do not wait for runs in flight
                 raise
+
+
+def run_cuda(tasks: Iterable[Task], on_done: OnDone) -> None:
+    """Train CUDA runs in this process, each group of runs that share shapes in one launch
+    per interval (rnnfast.cuda.training). A group's runs are stored when the group ends; a
+    failing group records each of its runs as failed with the traceback."""
+    from rnnfast.cuda import device_name  # noqa: PLC0415
+    from rnnfast.cuda.training import group_key, train_group  # noqa: PLC0415
+    from rnnfast.provenance import collect  # noqa: PLC0415
+    from rnnfast.store import RunRecord  # noqa: PLC0415
+
+    groups: dict[tuple, list[Task]] = {}
+    for task in tasks:
+        groups.setdefault(group_key(task.config), []).append(task)
+    for group in groups.values():
+        started, t0 = _now(), perf_counter()
+        try:
+            results, error = train_group([t.config for t in group]), ""
+            device = device_name()
+        except Exception:  # a failing group is a result for each of its runs
+            results, error, device = [None] * len(group), traceback.format_exc(), None
+        wall = (perf_counter() - t0) / len(group)  # the launch is shared
+        for task, res in zip(group, results, strict=True):
+            provenance = collect(task.threads)
+            provenance["cuda_device"] = device
+            provenance["cuda_group_size"] = len(group)
+            record = RunRecord(
+                run_id=task.run_id, grid=task.grid, config=task.config, point=task.point or {},
+                status=res.status if res else "failed", error=res.message if res else error,
+                final=res.final if res else {}, provenance=provenance, started=started,
+                finished=_now(), wall_time=wall,
+                compile_time=res.info.get("compile_time") if res else None,
+            )  # fmt: skip
+            on_done(record, res.curves if res else None)
 
 
 def _lost(task: Task, why: str):

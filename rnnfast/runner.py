@@ -3,6 +3,9 @@
     plan = make_plan(grid, results_dir, force=False, rerun_failed=False)
     summary = run_plan(plan, executor="local", workers=2, on_progress=None)
 
+Runs whose config has backend = "cuda" train in the driver process on the GPU, each group
+of runs that share shapes in one launch per interval (rnnfast.executors.run_cuda).
+
 A run is done when the store holds it with status "ok" or "diverged" (a diverged run is a
 result: its partial curve is the answer). "failed" runs (an exception) are done too unless
 rerun_failed; force reruns everything. The driver writes each finished run at once, so an
@@ -14,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rnnfast.executors import Task, default_threads, run_dask, run_local
+from rnnfast.executors import Task, default_threads, run_cuda, run_dask, run_local
 from rnnfast.grid import Grid, RunSpec, format_point
 from rnnfast.store import RunRecord, status_of, write_run
 
@@ -90,12 +93,16 @@ def run_plan(plan: Plan, *, executor: str = "local", workers: int | None = None,
              on_progress: Progress | None = None) -> Summary:  # fmt: skip
     """Execute plan.todo; each finished run is written to the store before the next result
     is handled. Returns the summary (also when some runs fail)."""
+    if executor not in ("local", "dask"):
+        raise ValueError(f"executor: expected 'local' or 'dask', got {executor!r}")
     summary = Summary(skipped=len(plan.done))
     if not plan.todo:
         return summary
     n = workers or os.cpu_count() or 1
-    n = max(1, min(n, len(plan.todo)))
-    threads = threads or default_threads(n)
+    n = max(1, min(n, len(plan.todo)))  # cuda runs ignore workers and threads
+    # workers of an external Dask cluster are pinned only if asked (--threads): their cores
+    # are not this machine's
+    threads = threads or (None if scheduler else default_threads(n))
     points = {s.run_id: format_point(s.point) for s in plan.todo}
     tasks = [Task(s.run_id, s.config, plan.grid.name, s.point, threads) for s in plan.todo]
 
@@ -113,10 +120,12 @@ def run_plan(plan: Plan, *, executor: str = "local", workers: int | None = None,
             on_progress(record, summary)
 
     plan.results_dir.mkdir(parents=True, exist_ok=True)
-    if executor == "local":
+    on_gpu = [t for t in tasks if t.config.get("backend") == "cuda"]
+    tasks = [t for t in tasks if t.config.get("backend") != "cuda"]
+    if on_gpu:  # in this process: one launch trains each group of runs that share shapes
+        run_cuda(on_gpu, on_done)
+    if tasks and executor == "local":
         run_local(tasks, n, on_done)
-    elif executor == "dask":
+    elif tasks:
         run_dask(tasks, on_done, scheduler=scheduler, workers=workers)
-    else:
-        raise ValueError(f"executor: expected 'local' or 'dask', got {executor!r}")
     return summary

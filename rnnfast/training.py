@@ -289,40 +289,73 @@ def train(config: dict[str, Any], *, progress=None) -> TrainResult:
     """Train a model on a task; see rnnfast.config for the keys and their defaults.
 
     progress, if given, is called as progress(updates_done, updates_total) after every
-    interval of updates.
+    interval of updates. backend="cuda" trains on the GPU (rnnfast.cuda.training).
     """
     t_start = time.perf_counter()
     cfg = resolve(config)
+    if cfg["backend"] == "cuda":
+        from rnnfast.cuda.training import train_group  # noqa: PLC0415
+
+        return train_group([cfg], progress=progress)[0]
     tr = _Trainer(cfg)
     compile_time = tr.warm_up()
     threads = blas_threads(cfg, tr.spec, tr.setup.T, tr.setup.B)
     if threads is None:
-        return _train(cfg, tr, compile_time, progress, t_start)
+        return drive(tr, steps(cfg, tr, compile_time, progress, t_start))
     from threadpoolctl import threadpool_limits  # noqa: PLC0415
 
     with threadpool_limits(limits=threads, user_api="blas"):
-        return _train(cfg, tr, compile_time, progress, t_start)
+        return drive(tr, steps(cfg, tr, compile_time, progress, t_start))
 
 
-def _train(cfg: dict, tr: "_Trainer", compile_time: float, progress, t_start: float):
+def drive(tr: "_Trainer", gen) -> TrainResult:
+    """Serve steps()'s requests on the CPU (see steps)."""
+    try:
+        req = next(gen)
+        while True:
+            if req[0] == "updates":
+                _, data, u, n, step, losses, errors, reset = req
+                if reset:
+                    tr.h_state[:] = 0
+                    tr.c_state[:] = 0
+                answer = tr.run_updates(data, u, n, step, losses, errors)
+            elif req[0] == "accuracy":
+                answer = tr.test_accuracy()
+            else:  # "sync": tr.theta is already current
+                answer = None
+            req = gen.send(answer)
+    except StopIteration as stop:
+        return stop.value
+
+
+def steps(cfg: dict, tr: "_Trainer", compile_time: float, progress, t_start: float):
+    """The epochs of one run as a generator of requests to a backend, which answers by send():
+
+        ("updates", data, u, n, step, losses, errors, reset) -> updates run (n, or fewer if
+            a loss was not finite); run updates u..u+n-1 of the epoch's data, after
+            update number `step`, writing losses/errors[:n]; reset: zero the carried state
+        ("accuracy",) -> test accuracy of the current parameters (mnist)
+        ("sync",) -> None, once tr.theta holds the current parameters
+
+    Returns (StopIteration.value) the TrainResult. The CPU serves it with drive(); the CUDA
+    backend serves many runs' generators in lockstep, one launch per interval.
+    """
     s = tr.setup
     epochs = cfg["epochs"] if cfg["task"] != "addition" else 1
     total = epochs * s.updates_per_epoch
-    steps, epoch_col, metric, value = [], [], [], []
+    steps_, epoch_col, metric, value = [], [], [], []
     status, message, step = "ok", "", 0
     final: dict[str, float] = {}
     all_losses: list[np.ndarray] = []
     for epoch in range(1, epochs + 1):
         data = tr.epoch_data(epoch)
-        if s.carry:
-            tr.h_state[:] = 0
-            tr.c_state[:] = 0
         losses = np.empty(s.updates_per_epoch)
         errors = np.empty(s.updates_per_epoch)
         u = 0
         while u < s.updates_per_epoch:
             n = min(INTERVAL, s.updates_per_epoch - u)
-            done = tr.run_updates(data, u, n, step, losses[u:], errors[u:])
+            reset = s.carry and u == 0
+            done = yield ("updates", data, u, n, step, losses[u:], errors[u:], reset)
             step += done
             u += done
             if done < n:
@@ -335,13 +368,13 @@ def _train(cfg: dict, tr: "_Trainer", compile_time: float, progress, t_start: fl
                 progress(step, total)
         first = step - u + 1
         rng_steps = np.arange(first, step + 1)
-        steps.append(rng_steps)
+        steps_.append(rng_steps)
         epoch_col.append(np.full(u, epoch))
         metric.append(np.full(u, "loss", dtype=object))
         value.append(losses[:u])
         all_losses.append(losses[:u])
         if cfg["task"] == "addition":
-            steps.append(rng_steps)
+            steps_.append(rng_steps)
             epoch_col.append(np.full(u, epoch))
             metric.append(np.full(u, "error", dtype=object))
             value.append(errors[:u])
@@ -349,14 +382,15 @@ def _train(cfg: dict, tr: "_Trainer", compile_time: float, progress, t_start: fl
         if status != "ok":
             break
         if cfg["task"] == "mnist":
-            acc = tr.test_accuracy()
-            steps.append(np.array([step]))
+            acc = yield ("accuracy",)
+            steps_.append(np.array([step]))
             epoch_col.append(np.array([epoch]))
             metric.append(np.array(["test_accuracy"], dtype=object))
             value.append(np.array([acc]))
             final["test_accuracy"] = acc
+    yield ("sync",)
     curves = pd.DataFrame({
-        "step": np.concatenate(steps).astype(np.int64),
+        "step": np.concatenate(steps_).astype(np.int64),
         "epoch": np.concatenate(epoch_col).astype(np.int64),
         "metric": pd.Categorical(np.concatenate(metric)),
         "value": np.concatenate(value).astype(np.float64),
@@ -365,7 +399,7 @@ def _train(cfg: dict, tr: "_Trainer", compile_time: float, progress, t_start: fl
     final["loss"] = float(np.mean(losses_all[-100:]))
     final["updates"] = int(step)
     info = {"updates_per_epoch": s.updates_per_epoch, "batch_size_effective": s.B,
-            "compile_time": compile_time}  # fmt: skip
+            "compile_time": compile_time, "backend": cfg["backend"]}  # fmt: skip
     if cfg["task"] == "dependency":
         info["expected_cross_entropies"] = dependency.expected_cross_entropies(
             tuple(cfg["lags"]), tuple(cfg["shifts"]), cfg["base"]

@@ -14,10 +14,15 @@ import os
 import re
 from dataclasses import dataclass
 
-import numpy as np
-import pytest
+# The CUDA backend's tests run on the CUDA simulator unless RNNFAST_TEST_GPU=1 asks for the
+# real GPU. The switch must be set before numba is first imported.
+if os.environ.get("RNNFAST_TEST_GPU", "0") in ("", "0"):
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 
-import rnnfast
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import rnnfast  # noqa: E402
 
 BACKENDS = [b for b in os.environ.get("RNNFAST_TEST_BACKENDS", "reference,cpu").split(",") if b]
 

@@ -86,7 +86,7 @@ def test_readme_quick_start_matches_ci():
     """The README's test command is exactly the one .ci/run runs."""
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
-    match = re.search(r'pip install "\.\[test,dask\]" && ([^#\n]+)', readme)
+    match = re.search(r'pip install "\.\[test,dask,cuda\]" && ([^#\n]+)', readme)
     assert match, "README quick start lost its test command"
     test_command = match.group(1).strip().strip("`")
     assert test_command in ci

@@ -243,6 +243,14 @@ def test_existing_scheduler_via_run_dask_and_the_cli(tmp_path, distributed):
         # the cluster outlives the runs: run_dask closed its client, not the cluster
         assert cluster.scheduler_address == address and len(cluster.workers) == 1
 
+        # the worker was started without rnnfast's environment (Dask's own sets 1 BLAS
+        # thread); a task's threads still set its BLAS pool, at run time
+        pinned = Collector(tmp_path / "pinned")
+        run_dask([tiny_task(7, threads=2)], pinned, scheduler=address)
+        prov = pinned.records["run-7"].provenance
+        assert pinned.records["run-7"].status == "ok"
+        assert prov["blas_threads"] == 2 and prov["numba_threads"] == 2
+
 
 def test_cli_run_grid_dask_local_cluster(tmp_path, distributed):
     f = tmp_path / "g.toml"
