@@ -59,10 +59,11 @@ def weight_grad_kernel(cell, L, D, T, B, I0, H, W, woff, buf, off, dW):
 class Saved:
     """forward's device arrays, kept for backward."""
 
-    __slots__ = ("W", "woff", "buf", "off", "dims")
+    __slots__ = ("W", "woff", "buf", "off", "d_off", "dims")
 
-    def __init__(self, W, woff, buf, off, dims) -> None:
-        self.W, self.woff, self.buf, self.off, self.dims = W, woff, buf, off, dims
+    def __init__(self, W, woff, buf, off, d_off, dims) -> None:
+        self.W, self.woff, self.buf, self.off, self.d_off = W, woff, buf, off, d_off
+        self.dims = dims
 
 
 def _segment(buf, off: np.ndarray, k: int, n: int):
@@ -97,7 +98,7 @@ def forward(spec, nonlinearity: str, params, x: np.ndarray, h0: np.ndarray, c0):
     for d in range(D):
         blocks_ = slice(1, T + 1) if d == 0 else slice(0, T)
         out[:, :, d * H : (d + 1) * H] = hist[d][:, blocks_].transpose(1, 2, 0)
-    saved = Saved(W, d_woff, buf, d_off, (cell, act, L, D, T, B, I0, H))
+    saved = Saved(W, d_woff, buf, off, d_off, (cell, act, L, D, T, B, I0, H))
     return out, h_n.copy_to_host(), (c_n.copy_to_host() if lstm else None), saved
 
 
@@ -105,8 +106,7 @@ def backward(spec, nonlinearity: str, params, data: Saved, dout, dh_n, dc_n):
     entries, _ = _layout(spec)
     cell, act, L, D, T, B, I0, H = data.dims
     TB, dt = T * B, spec.dtype
-    off = layout(cell, L, D, T, B, I0, H)
-    buf = data.buf
+    off, buf = data.off, data.buf
     dO = dout.reshape(T, B, D, H).transpose(2, 3, 0, 1)  # (D, H, T, B)
     _segment(buf, off, S_DO, D * H * TB).copy_to_device(np.ascontiguousarray(dO).reshape(-1))
     lstm = cell == CELL_LSTM
@@ -116,11 +116,11 @@ def backward(spec, nonlinearity: str, params, data: Saved, dout, dh_n, dc_n):
     dc0 = cuda.device_array((L * D, B, H), dt) if lstm else dh0
     blocks, threads, bc = launch_shape(H, B)
     backward_kernel[blocks, threads](cell, act, L, D, T, B, I0, H, bc, data.W, data.woff, d_dh_n,
-                                     d_dc_n, dh0, dc0, buf, data.off)  # fmt: skip
+                                     d_dc_n, dh0, dc0, buf, data.d_off)  # fmt: skip
     dW = cuda.device_array(data.W.shape[0], dt)
     n_blocks = min(1024, (data.W.shape[0] + WGRAD_THREADS - 1) // WGRAD_THREADS)
     weight_grad_kernel[n_blocks, WGRAD_THREADS](cell, L, D, T, B, I0, H, data.W, data.woff, buf,
-                                                data.off, dW)  # fmt: skip
+                                                data.d_off, dW)  # fmt: skip
     dW = dW.copy_to_host()
     grads = {key: dW[pos : pos + n].reshape(shape) for key, shape, pos, n in entries}
     dX = _segment(buf, off, S_DX, I0 * TB).copy_to_host()
