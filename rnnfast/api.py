@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from rnnfast._finite import all_finite
 from rnnfast.params import NONLINEARITIES, Spec, check_cell, infer_spec
 
 BACKENDS = {"cpu": "rnnfast.cpu", "reference": "rnnfast.reference", "cuda": "rnnfast.cuda"}
@@ -73,9 +74,10 @@ def _check_array(name: str, a: object, shape: tuple[int, ...], dtype: np.dtype) 
         raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
     if a.dtype != dtype:
         raise ValueError(f"{name}: expected dtype {dtype} (the parameters' dtype), got {a.dtype}")
-    if not np.isfinite(a).all():
+    a = np.ascontiguousarray(a)
+    if not all_finite(a):
         raise ValueError(f"{name}: contains NaN or infinite values")
-    return np.ascontiguousarray(a)
+    return a
 
 
 def _state_pair(cell: str, name: str, state: object, shape: tuple[int, ...], dtype: np.dtype):

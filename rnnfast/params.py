@@ -16,6 +16,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from rnnfast._finite import all_finite
+
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 NONLINEARITIES = ("tanh", "relu", "sigmoid")
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -143,7 +145,7 @@ def infer_spec(cell: str, params: object, *, check_values: bool = True) -> Spec:
             if spec is not None:
                 if check_values:
                     for key, w in params.items():
-                        if not np.isfinite(w).all():
+                        if not all_finite(w):
                             raise ValueError(f"params[{key!r}]: contains NaN or infinite values")
                 return spec
     spec = _infer_spec_checked(cell, params, check_values)
@@ -203,7 +205,7 @@ def _infer_spec_checked(cell: str, params: object, check_values: bool) -> Spec:
             raise ValueError(
                 f"params[{key!r}]: expected dtype {spec.dtype} (as weight_ih_l0), got {w.dtype}"
             )
-        if check_values and not np.isfinite(w).all():
+        if check_values and not all_finite(w):
             raise ValueError(f"params[{key!r}]: contains NaN or infinite values")
     return spec
 

@@ -102,6 +102,24 @@ def test_one_blas_thread_limits_and_restores_also_on_errors():
         assert _blas_threads() == before
 
 
+def test_one_blas_thread_limits_from_any_python_thread():
+    """threadpoolctl >= 3.6 ignores OpenBLAS limits set from a thread other than the first
+    one that set any; the direct calls must not (Dask and executor threads call the kernels)."""
+    import threading
+
+    before, seen = _blas_threads(), []
+
+    def worker():
+        with _split.one_blas_thread():
+            seen.append(_blas_threads())
+
+    th = threading.Thread(target=worker)
+    th.start()
+    th.join()
+    assert seen and set(seen[0]) == {1}
+    assert _blas_threads() == before
+
+
 def test_split_calls_leave_blas_threads_and_agree_across_python_threads(make_case):
     """Two Python threads calling chunked forward/backward at once (OpenBLAS called from
     several Numba threads, the limit taken and restored around each call)."""

@@ -359,3 +359,21 @@ def test_unhashable_cell(rnn):
     params, x, _ = rnn
     with pytest.raises(ValueError, match=E("cell:", "got ['rnn']")):
         fwd(["rnn"], params, x)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_all_finite_finds_one_bad_entry_anywhere(dtype, bad):
+    from rnnfast._finite import all_finite
+
+    rng = np.random.default_rng(0)
+    for n in (1, 7, 64, 1000):
+        a = rng.standard_normal(n).astype(dtype)
+        assert all_finite(a) and all_finite(a[::2]) and all_finite(a.reshape(-1, 1).T)
+        for pos in {0, n // 2, n - 1}:
+            b = a.copy()
+            b[pos] = bad
+            assert not all_finite(b), (n, pos)
+            assert not all_finite(b.reshape(1, -1)[:, ::-1]), (n, pos)  # not contiguous
+    big = np.full((3, 4), np.finfo(dtype).max, dtype)  # huge but finite
+    assert all_finite(big) and all_finite(np.zeros(0, dtype))

@@ -62,11 +62,13 @@ def _layout(spec: Spec):
 class _Saved:
     """What forward keeps for backward; its buffers go back to the pool when it dies."""
 
-    __slots__ = ("W", "buf", "nchunks", "__weakref__")
+    __slots__ = ("W", "buf", "nchunks")
 
     def __init__(self, W: np.ndarray, buf: np.ndarray, nchunks: int) -> None:
         self.W, self.buf, self.nchunks = W, buf, nchunks
-        POOL.give_when_dead(self, buf)
+
+    def __del__(self) -> None:  # cheaper than weakref.finalize (about 3 us a forward call)
+        POOL.give(self.buf)
 
 
 @lru_cache(maxsize=256)

@@ -6,8 +6,9 @@ OpenBLAS, makes the threads meet at every small per-step product; the chunks mee
 forward and twice per backward. While chunks run, each calls BLAS single-threaded (two
 threads each asking OpenBLAS for two would oversubscribe the cores), so one_blas_thread()
 sets every BLAS library threadpoolctl finds to one thread around the call and restores the
-previous counts after it, also on errors: about 6 us for the two OpenBLAS copies of a NumPy +
-SciPy process (threadpoolctl's controllers, created once; threadpool_limits() costs about 8 us).
+previous counts after it, also on errors: well under 1 us for the two OpenBLAS copies of a
+NumPy + SciPy process (direct ctypes calls; threadpoolctl's controllers took about 6 us and
+threadpool_limits() about 8 us).
 OpenBLAS (pthreads build) called from two threads at once gave the same results as from one
 (tests/test_cpu_split.py).
 
@@ -45,7 +46,6 @@ the kernels hold the GIL and split calls hold _LOCK.
 
 import os
 import threading
-from contextlib import contextmanager
 
 import numba
 
@@ -55,7 +55,7 @@ MIN_CHUNK_COLUMNS = 4  # batch columns per chunk at least
 _GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 _LOCK = threading.RLock()
 _PID = os.getpid()  # the process that imported rnnfast (a forked child inherits it)
-_blas = None  # threadpoolctl controllers of the loaded BLAS libraries, found once
+_blas = None  # (get, set) thread-count calls of the loaded BLAS libraries, found once
 
 
 def parallel_ok() -> bool:
@@ -86,30 +86,69 @@ def split_chunks(
     return max(1, min(n, batch // MIN_CHUNK_COLUMNS))
 
 
-def _blas_controllers() -> list:
+def _openblas_calls(c) -> tuple | None:
+    """(get, set) as direct ctypes calls for an OpenBLAS on its own pthreads pool (the
+    common build; the symbol may carry SciPy's prefix and a 64-bit suffix), else None."""
+    lib = getattr(c, "dynlib", None)
+    if lib is None or c.internal_api != "openblas" or c.threading_layer == "openmp":
+        return None
+    for prefix in ("", "scipy_"):
+        for suffix in ("", "64_", "_64"):
+            get = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
+            put = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
+            if get is not None and put is not None:
+                return get, put
+    return None
+
+
+def _blas_controllers() -> list[tuple]:
+    """(get_num_threads, set_num_threads) per loaded BLAS library, found once. OpenBLAS is
+    called through ctypes directly: threadpoolctl's controllers cost about 6 us per limit
+    and restore (a quarter of rnn T=10 B=200 H=16's forward + backward), and since
+    threadpoolctl 3.6 they ignore calls from any thread but the first one that set a limit."""
     global _blas
     if _blas is None:
         from threadpoolctl import ThreadpoolController  # noqa: PLC0415
 
-        _blas = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+        calls = []
+        for c in ThreadpoolController().lib_controllers:
+            if c.user_api == "blas":
+                calls.append(_openblas_calls(c) or (c.get_num_threads, c.set_num_threads))
+        _blas = calls
     return _blas
 
 
-@contextmanager
-def one_blas_thread(active: bool = True):
-    """Every loaded BLAS library on one thread inside the block (nothing if not active)."""
-    if not active:
-        yield
-        return
-    with _LOCK:
-        libs = _blas_controllers()
-        prev = [c.get_num_threads() for c in libs]
+class one_blas_thread:  # noqa: N801 (used like a function: with one_blas_thread(): ...)
+    """Every loaded BLAS library on one thread inside the block (nothing if not active).
+    A class, not @contextmanager: the generator machinery alone cost about 2 us a call."""
+
+    __slots__ = ("active", "prev")
+
+    def __init__(self, active: bool = True) -> None:
+        self.active = active
+
+    def __enter__(self) -> None:
+        if not self.active:
+            return
+        _LOCK.acquire()
         try:
-            for c, n in zip(libs, prev, strict=True):
+            libs = _blas_controllers()
+            self.prev = [get() for get, _ in libs]
+            for (_, put), n in zip(libs, self.prev, strict=True):
                 if n != 1:
-                    c.set_num_threads(1)
-            yield
+                    put(1)
+        except BaseException:
+            self._restore()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        if self.active:
+            self._restore()
+
+    def _restore(self) -> None:
+        try:
+            for (_, put), n in zip(_blas, getattr(self, "prev", ()), strict=False):
+                if n != 1:
+                    put(n)
         finally:
-            for c, n in zip(libs, prev, strict=True):
-                if n != 1:
-                    c.set_num_threads(n)
+            _LOCK.release()

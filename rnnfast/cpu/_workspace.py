@@ -7,12 +7,11 @@ here (15.9 ms vs 9.3 ms with trimming disabled). Pooling the buffers removes tha
 changing the process's malloc settings.
 
 Forward takes its saved buffers from the pool and hands them back when its Cache is garbage
-collected (weakref.finalize); backward takes its scratch and returns it before returning.
+collected (the saved object's __del__); backward takes its scratch and returns it before returning.
 Only arrays that never reach the caller are pooled. The pool keeps at most MAX_BYTES.
 """
 
 import threading
-import weakref
 
 import numpy as np
 
@@ -42,9 +41,6 @@ class Pool:
             if self._bytes + a.nbytes <= self._max:
                 self._free.setdefault((a.size, a.dtype.str), []).append(a)
                 self._bytes += a.nbytes
-
-    def give_when_dead(self, owner: object, a: np.ndarray) -> None:
-        weakref.finalize(owner, self.give, a)
 
     def clear(self) -> None:
         with self._lock:
