@@ -4,9 +4,10 @@
 
 Buffers are feature-major with the batch innermost: row j of a (F, ld) buffer holds
 feature j, and the B columns starting at a block offset are one time step. The kernels add
-the matrix products into G before calling rnn_forward_step, which turns the block into
-activations in place (the saved "gate" is y = h_t) and writes h_t into the history.
-Backward uses the saved output: tanh' = 1 - y^2, relu' = [y > 0], sigmoid' = y (1 - y).
+the matrix products into G before calling rnn_forward_step, which writes h_t = act(a_t) into
+the history only: the output is the saved activation (storing it in G as well cost a third
+of the step's memory traffic). Backward reads y = h_t from the history: tanh' = 1 - y^2,
+relu' = [y > 0], sigmoid' = y (1 - y).
 """
 
 from numba import njit
@@ -17,7 +18,7 @@ from rnnfast.cells._math import vsigmoid, vtanh
 
 @njit(cache=True, error_model="numpy")
 def rnn_forward_step(
-    G,  # (H, ldg): pre-activations at column gq -> activations
+    G,  # (H, ldg): pre-activations at column gq (read only)
     hist,  # (H, ldh): h_t written at column hq
     ldg,
     ldh,
@@ -33,31 +34,32 @@ def rnn_forward_step(
         h = hist[j * ldh + hq : j * ldh + hq + B]
         if act == ACT_TANH:
             for b in range(B):
-                g[b] = vtanh(g[b])
+                h[b] = vtanh(g[b])
         elif act == ACT_RELU:
             for b in range(B):
-                g[b] = max(g[b], zero)
+                h[b] = max(g[b], zero)
         else:
             for b in range(B):
-                g[b] = vsigmoid(g[b])
-        h[:] = g
+                h[b] = vsigmoid(g[b])
 
 
 @njit(cache=True, error_model="numpy")
 def rnn_backward_step(
-    G,  # (H, ldg): saved activations y_t at column gq
+    hist,  # (H, ldh): y_t = h_t at column hq
     dG,  # (H, ldg): d loss / d a_t written at column gq
     dout,  # (H, ldg): gradient arriving at h_t from above, column gq
     dh,  # (H, B): in: gradient from step t+1; out: total gradient at h_t
     ldg,
+    ldh,
     gq,
+    hq,
     H,
     B,
     act,
 ):
-    one, zero = G.dtype.type(1), G.dtype.type(0)
+    one, zero = dG.dtype.type(1), dG.dtype.type(0)
     for j in range(H):
-        y = G[j * ldg + gq : j * ldg + gq + B]
+        y = hist[j * ldh + hq : j * ldh + hq + B]
         dg = dG[j * ldg + gq : j * ldg + gq + B]
         do = dout[j * ldg + gq : j * ldg + gq + B]
         d = dh[j * B : j * B + B]

@@ -9,7 +9,8 @@ Layout (all buffers flat, feature-major, batch innermost; TB = T*B, TB1 = (T+1)*
                              Reverse direction: block t = h_t, block T = h0. Either way a
                              direction's outputs are TB contiguous columns of a row.
     chist  (L*D, H, TB1)     c history (lstm)
-    G      (L*D, G*H, TB)    pre-activations, then the saved activations, column block t
+    G      (L*D, G*H, TB)    pre-activations, then the saved activations (rnn: h is its own
+                             activation, so G keeps the pre-activations), column block t
     HN     (L*D, H, TB)      gru: W_hn h_{t-1} + b_hn
     TC     (L*D, H, TB)      lstm: tanh(c_t)
 
@@ -315,7 +316,8 @@ def backward_layers(
                     WT[k * GH + r] = W[w_hh + r * H + k]
             for s in range(T):
                 t = T - 1 - s if d == 0 else s
-                hp = t if d == 0 else t + 1
+                hp = t if d == 0 else t + 1  # block of h_{t-1}
+                hq = t + 1 if d == 0 else t  # block of h_t
                 gq = t * B
                 if cell == CELL_GRU:
                     gru_backward_step(Gv, HNv, hv, dGv, dHNv, dOv, dh, TB, TB1, gq, hp * B, H, B)
@@ -325,7 +327,7 @@ def backward_layers(
                     if cell == CELL_LSTM:
                         lstm_backward_step(Gv, TCv, cv, dGv, dOv, dh, dc, TB, TB1, gq, hp * B, H, B)
                     else:
-                        rnn_backward_step(Gv, dGv, dOv, dh, TB, gq, H, B, act)
+                        rnn_backward_step(hv, dGv, dOv, dh, TB, TB1, gq, hq * B, H, B, act)
                     mm(0, H, B, GH, WT, GH, dGv[gq:], TB, 0.0, dh, B)
             for j in range(H):
                 for b in range(B):
