@@ -137,8 +137,9 @@ def infer_spec(cell: str, params: object, *, check_values: bool = True) -> Spec:
     """
     meta = None
     if isinstance(cell, str) and isinstance(params, dict):
-        items = tuple((k, w.shape, w.dtype.str) for k, w in params.items()
-                      if type(w) is np.ndarray)  # fmt: skip
+        # dtype objects, not dtype.str (which builds a new string per call): about 1 us less
+        items = tuple([(k, w.shape, w.dtype) for k, w in params.items()
+                       if type(w) is np.ndarray])  # fmt: skip
         if len(items) == len(params):
             meta = (cell, items)
             spec = _SPECS.get(meta)
