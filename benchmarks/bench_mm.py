@@ -6,6 +6,13 @@ rnnfast.cpu._linalg.mm_small and with BLAS (rnnfast._blas.gemm), measured altern
 run. The kernels (rnnfast/cpu/_linalg.py: mm) use BLAS for every size because of this.
 
     python benchmarks/bench_mm.py [--dtype float32] [--batch 200]
+    python benchmarks/bench_mm.py --blocks      # mm's row blocks vs one BLAS call
+
+--blocks times 28-step loops of the per-step products of one batch chunk, as the kernels run
+them (forward: G_t (GH, B) += W_hh @ h_{t-1}; backward: dh (H, B) = W_hh^T @ dG_t, both on
+column blocks of (F, T*B) buffers), on one BLAS thread, with rnnfast.cpu._linalg.mm (row
+blocks that fit OpenBLAS's small-matrix size, mm_blocks) and with one gemm call per product,
+alternately, and prints the medians.
 """
 
 import argparse
@@ -15,6 +22,7 @@ import numpy as np
 from numba import njit
 
 from rnnfast._blas import gemm
+from rnnfast.cpu._linalg import mm, mm_blocks
 
 
 # The hand-written alternative that was measured against BLAS: batch axis innermost
@@ -76,13 +84,65 @@ def _loop_blas(reps, ta, M, N, K, A, lda, Bm, ldb, C, ldc):
         gemm(ta, 0, M, N, K, 1.0, A, lda, Bm, ldb, 1.0, C, ldc)
 
 
+@njit(cache=True)
+def _steps(blocks, fwd, T, B, H, GH, W, WT, hist, G, dG, dh):
+    """The 28 per-step products of one forward or backward pass of one chunk."""
+    TB, TB1 = T * B, (T + 1) * B
+    for t in range(T):
+        if fwd and blocks:
+            mm(0, GH, B, H, W, H, hist[t * B :], TB1, 1.0, G[t * B :], TB)
+        elif fwd:
+            gemm(0, 0, GH, B, H, 1.0, W, H, hist[t * B :], TB1, 1.0, G[t * B :], TB)
+        elif blocks:
+            mm(0, H, B, GH, WT, GH, dG[t * B :], TB, 0.0, dh, B)
+        else:
+            gemm(0, 0, H, B, GH, 1.0, WT, GH, dG[t * B :], TB, 0.0, dh, B)
+
+
+def blocks_main(dt: np.dtype, rounds: int) -> None:
+    from threadpoolctl import threadpool_limits  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    print(f"ms per 28 products (one chunk's pass), median of {rounds} rounds, one BLAS thread")
+    print(f"{'cell':>5} {'H':>4} {'B':>4} {'pass':>4} {'blocks':>6} {'one call':>9} {'mm':>8} "
+          f"{'ratio':>6}")  # fmt: skip
+    shapes = [("lstm", 4, 100, 50), ("lstm", 4, 100, 100), ("lstm", 4, 64, 100),
+              ("rnn", 1, 64, 100), ("lstm", 4, 256, 16)]  # fmt: skip
+    with threadpool_limits(1):
+        for cell, g, H, B in shapes:
+            T, GH = 28, g * H
+            W = rng.standard_normal(GH * H).astype(dt) * 0.1
+            WT = W.reshape(GH, H).T.copy().ravel()
+            hist = rng.standard_normal(H * (T + 1) * B).astype(dt)
+            G = rng.standard_normal(GH * T * B).astype(dt)
+            dG, dh = G.copy(), np.zeros(H * B, dt)
+            for fwd in (True, False):
+                nb = mm_blocks(GH, B, H) if fwd else mm_blocks(H, B, GH)
+                res = {True: [], False: []}
+                for blocks in (True, False):
+                    _steps(blocks, fwd, T, B, H, GH, W, WT, hist, G, dG, dh)
+                for _ in range(rounds):
+                    for blocks in (True, False):
+                        t0 = time.perf_counter()
+                        for _ in range(5):
+                            _steps(blocks, fwd, T, B, H, GH, W, WT, hist, G, dG, dh)
+                        res[blocks].append((time.perf_counter() - t0) / 5 * 1e3)
+                one, blk = np.median(res[False]), np.median(res[True])
+                print(f"{cell:>5} {H:>4} {B:>4} {'fwd' if fwd else 'bwd':>4} {nb:>6} "
+                      f"{one:>9.3f} {blk:>8.3f} {one / blk:>5.2f}x")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 4, 32, 100, 200])
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--blocks", action="store_true", help="mm's row blocks vs one call")
     args = ap.parse_args()
     dt = np.dtype(args.dtype)
+    if args.blocks:
+        blocks_main(dt, max(args.rounds, 9))
+        return
     rng = np.random.default_rng(0)
     print(f"times in us per product, best of {args.rounds}")
     print(

@@ -8,16 +8,46 @@ reached through rnnfast._blas.gemm at about 40 ns per call, beat hand-written ba
 loops at every size the kernels see, from (4, 4) @ (4, 32) up; the hand loops lost by 1.5x at
 H = 4 and 3-5x from H = 16 on. So every product goes to BLAS, and mm is the one place to
 change if a size class ever wants another strategy.
+
+Row blocks. OpenBLAS runs a product of at most 100^3 multiply-adds (M*N*K) through its
+small-matrix kernels, which skip packing the operands; larger ones pack both, every call.
+The per-step products sit just above that size (LSTM H = 100, a chunk of B = 50: 2e6), and
+the same W_hh was packed again at every step. mm therefore cuts a product's rows into the
+fewest blocks that each fit the small-matrix size (mm_blocks), if K <= 512. Measured
+(benchmarks/bench_mm.py --blocks: the 28 per-step products of one chunk's pass, one BLAS
+thread, alternately), one call vs row blocks: LSTM H=100 B=50 forward 1.25 vs 1.15 ms,
+backward 1.35 vs 1.11; B=100 2.35 vs 2.11 and 2.59 vs 2.19; LSTM H=64 B=100 backward 1.13 vs
+0.84; LSTM H=256 B=16 forward 2.93 vs 2.27. Backward at K = 1024 (LSTM H = 256) gained
+nothing, hence SMALL_MAX_K. The blocks are a fixed function of the shapes, so results stay
+deterministic. (Other BLAS builds may have other sizes; the blocks then only cost calls.)
 """
 
 from numba import njit
 
 from rnnfast._blas import gemm
 
+SMALL_MNK = 1_000_000  # OpenBLAS's small-matrix kernels take products up to M*N*K = 100^3
+SMALL_MAX_K = 512  # ... but lost to the packed path for K = 1024 (LSTM H = 256 backward)
+MIN_ROWS = 8  # rows per block at least
+
+
+@njit(cache=True, error_model="numpy")
+def mm_blocks(M, N, K):
+    """Row blocks mm cuts a per-step product into: 1, or enough that each block stays within
+    OpenBLAS's small-matrix size (SMALL_MNK) when K <= SMALL_MAX_K."""
+    work = M * N * K
+    if work <= SMALL_MNK or K > SMALL_MAX_K:
+        return 1
+    return max(1, min((work + SMALL_MNK - 1) // SMALL_MNK, M // MIN_ROWS))
+
 
 @njit(cache=True, error_model="numpy")
 def mm(ta, M, N, K, A, lda, Bm, ldb, beta, C, ldc):
-    gemm(ta, 0, M, N, K, 1.0, A, lda, Bm, ldb, beta, C, ldc)
+    nb = mm_blocks(M, N, K)
+    for i in range(nb):
+        r0, r1 = i * M // nb, (i + 1) * M // nb
+        a0 = r0 * lda if ta == 0 else r0  # ta = 1: A is stored (K, M), rows of op(A) are columns
+        gemm(ta, 0, r1 - r0, N, K, 1.0, A[a0:], lda, Bm, ldb, beta, C[r0 * ldc :], ldc)
 
 
 @njit(cache=True, error_model="numpy")
@@ -27,6 +57,8 @@ def lane_sum(a, n, lanes):
     lanes: scratch of at least min(n, 64) elements."""
     if n >= 64:
         return _lane_sum64(a, n, lanes)
+    if n <= 0:
+        return a.dtype.type(0)
     W = n
     acc = lanes[:W]
     acc[:] = 0
