@@ -70,6 +70,25 @@ def test_chunked_results_are_reproducible_and_depend_on_nchunks_only(make_case):
         np.testing.assert_array_equal(a[2][key], b[2][key], err_msg=key)
 
 
+@pytest.mark.parametrize("H", [5, 96], ids=["serial-sum", "parallel-sum"])
+def test_partial_gradients_summed_serially_or_in_parallel(H, make_case, results_close):
+    """Chunk gradients are added by the main thread below SERIAL_SUM_MAX elements and by all
+    threads above it (LSTM H=96, I=8, two layers: about 120,000 recurrent parameters)."""
+    from rnnfast.cells import CELL_LSTM
+    from rnnfast.cpu._chunks import SERIAL_SUM_MAX, param_count
+
+    case = make_case(cell="lstm", T=3, B=9, I=8, H=H, num_layers=2, dtype=np.float64, seed=H)
+    big = param_count(CELL_LSTM, 2, 1, 8, H) >= SERIAL_SUM_MAX
+    assert big == (H == 96)
+    want = run_cpu(case, 1)
+    for nchunks in (2, 3):
+        got = run_cpu(case, nchunks)
+        results_close(got, want, *TOL[np.float64])
+        again = run_cpu(case, nchunks)
+        for key in got[2]:
+            np.testing.assert_array_equal(got[2][key], again[2][key], err_msg=key)
+
+
 def test_nchunks_is_validated(make_case):
     case = make_case(cell="gru", B=4)
     for bad in (0, -1, 1.5, True, "2"):

@@ -12,8 +12,10 @@ backward_layers) with batch Bc = b1 - b0 on its own buffers:
 Chunk c packs its columns of x (dout) into its buffers, runs all layers and directions, and
 unpacks its columns of out, h_n, c_n (dx, dh0, dc0). Chunk 0 accumulates its parameter
 gradient into dW, chunk c > 0 into its own zeroed partial; afterwards dW += partial_1 + ... +
-partial_{n-1} in that order, each element by one thread. Deterministic: the results depend
-on (shapes, nchunks) only.
+partial_{n-1} in that order, each element by one thread (by the main thread alone below
+SERIAL_SUM_MAX elements: a third parallel region per call cost more than the sum for small
+models, whose wake-ups of the other thread are the price of chunking). Deterministic: the
+results depend on (shapes, nchunks) only.
 
 Why separate buffers (measured, LSTM 28x100x100, 2 threads): chunks as column ranges of the
 serial (F, T*B) buffers, with the full-batch GEMMs split by rows, gave 8.1-8.5 ms per forward
@@ -37,6 +39,8 @@ from rnnfast.cpu._kernels import (
     split_saved,
     split_scratch,
 )
+
+SERIAL_SUM_MAX = 65_536  # partial-gradient elements below which the main thread adds them alone
 
 
 def _prange_only():
@@ -227,12 +231,22 @@ def backward_chunks(
     nrec = 0
     for ld in range(LD):
         nrec = max(nrec, woff[ld, 1] + GH * H, woff[ld, 3] + GH if woff[ld, 3] >= 0 else 0)
+    if nrec * (nc - 1) < SERIAL_SUM_MAX:
+        # small models: the sum costs less than waking the other threads once more
+        _add_partials(dW, part, npar, nrec, nc, 0, nrec)
+        return
     for c in prange(nc):
         k0, k1 = span(nrec, nc, c)
-        for p in range(1, nc):
-            pp = part[(p - 1) * npar :]
-            for k in range(k0, k1):
-                dW[k] += pp[k]
+        _add_partials(dW, part, npar, nrec, nc, k0, k1)
+
+
+@njit(cache=True, error_model="numpy")
+def _add_partials(dW, part, npar, nrec, nc, k0, k1):
+    """dW[k0:k1] += partial_1 + ... + partial_{nc-1}, in that order."""
+    for p in range(1, nc):
+        pp = part[(p - 1) * npar :]
+        for k in range(k0, k1):
+            dW[k] += pp[k]
 
 
 @njit(cache=True)
