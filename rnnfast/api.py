@@ -162,7 +162,7 @@ def backward(
     if cache.cell != cell:
         raise ValueError(f"cell: the cache was made for {cache.cell!r}, got {cell!r}")
     spec = infer_spec(cell, params, check_values=False)
-    if spec != cache.spec:
+    if spec is not cache.spec and spec != cache.spec:  # identity: infer_spec caches specs
         raise ValueError(f"params: structure {spec} differs from the forward pass's {cache.spec}")
     D, H = spec.directions, spec.hidden_size
     dout = _check_array("dout", dout, (cache.T, cache.B, D * H), spec.dtype)
