@@ -39,6 +39,7 @@ from rnnfast.cpu._kernels import (
     split_saved,
     split_scratch,
 )
+from rnnfast.cpu._transpose import transpose
 
 SERIAL_SUM_MAX = 65_536  # partial-gradient elements below which the main thread adds them alone
 
@@ -134,10 +135,9 @@ def forward_chunks(
         Xc, hist, chist, G, HN, TC = split_saved(saved[sv[c] : sv[c + 1]], so)
         TBc, TB1c = T * Bc, (T + 1) * Bc
         if x.size > 0:
+            xf = x.reshape(x.size)
             for t in range(T):
-                for b in range(Bc):
-                    for i in range(I0):
-                        Xc[i * TBc + t * Bc + b] = x[t, b0 + b, i]
+                transpose(xf, (t * B + b0) * I0, I0, Xc, t * Bc, TBc, Bc, I0)
         else:
             for i in range(I0):
                 for t in range(T):
@@ -148,12 +148,11 @@ def forward_chunks(
                        HN, TC, b0)  # fmt: skip
         top_c = hist[(L - 1) * D * H * TB1c :]
         if out.size > 0:
+            of = out.reshape(out.size)
             for t in range(T):
-                for b in range(Bc):
-                    for d in range(D):
-                        base = d * H * TB1c + (Bc if d == 0 else 0) + t * Bc + b
-                        for j in range(H):
-                            out[t, b0 + b, d * H + j] = top_c[base + j * TB1c]
+                for d in range(D):
+                    base = d * H * TB1c + (Bc if d == 0 else 0) + t * Bc
+                    transpose(top_c, base, TB1c, of, (t * B + b0) * D * H + d * H, D * H, H, Bc)
         if top.size > 0:
             for r in range(D * H):
                 for blk in range(T + 1):
@@ -207,10 +206,9 @@ def backward_chunks(
         dOc, dX, work = split_scratch(scratch[sc[c] : sc[c + 1]], co)
         TBc = T * Bc
         if dout.size > 0:
+            df = dout.reshape(dout.size)
             for t in range(T):
-                for b in range(Bc):
-                    for r in range(D * H):
-                        dOc[r * TBc + t * Bc + b] = dout[t, b0 + b, r]
+                transpose(df, (t * B + b0) * D * H, D * H, dOc, t * Bc, TBc, Bc, D * H)
         else:
             for r in range(D * H):
                 for t in range(T):
@@ -224,10 +222,9 @@ def backward_chunks(
                         dOc, work, dh_n, dc_n, dWc, dX[: I0 * TBc if dx.size > 0 else 0], dh0,
                         dc0, b0)  # fmt: skip
         if dx.size > 0:
+            dxf = dx.reshape(dx.size)
             for t in range(T):
-                for b in range(Bc):
-                    for i in range(I0):
-                        dx[t, b0 + b, i] = dX[i * TBc + t * Bc + b]
+                transpose(dX, t * Bc, TBc, dxf, (t * B + b0) * I0, I0, I0, Bc)
     nrec = 0
     for ld in range(LD):
         nrec = max(nrec, woff[ld, 1] + GH * H, woff[ld, 3] + GH if woff[ld, 3] >= 0 else 0)

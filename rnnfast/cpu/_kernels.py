@@ -30,6 +30,7 @@ from rnnfast.cells.gru import gru_backward_step, gru_forward_step
 from rnnfast.cells.lstm import lstm_backward_step, lstm_forward_step
 from rnnfast.cells.rnn import rnn_backward_step, rnn_forward_step
 from rnnfast.cpu._linalg import mm, rowsum_acc
+from rnnfast.cpu._transpose import transpose
 
 
 @njit(cache=True, error_model="numpy")
@@ -110,19 +111,17 @@ def forward_kernel(
     dt = W.dtype
     so, _ = buffer_offsets(cell, L, D, T, B, I0, H)
     X, hist, chist, G, HN, TC = split_saved(saved, so)
+    xf = x.reshape(x.size)
     for t in range(T):
-        for b in range(B):
-            for i in range(I0):
-                X[i * TB + t * B + b] = x[t, b, i]
+        transpose(xf, t * B * I0, I0, X, t * B, TB, B, I0)
     forward_layers(cell, act, L, D, T, B, I0, H, GH, X, W, woff, h0, c0, hist, chist, G, HN, TC,
                    0)  # fmt: skip
     out = np.empty((T, B, D * H), dt)
+    of = out.reshape(out.size)
     for t in range(T):
-        for b in range(B):
-            for d in range(D):
-                base = ((L - 1) * D + d) * H * TB1 + (B if d == 0 else 0) + t * B + b
-                for j in range(H):
-                    out[t, b, d * H + j] = hist[base + j * TB1]
+        for d in range(D):
+            base = ((L - 1) * D + d) * H * TB1 + (B if d == 0 else 0) + t * B
+            transpose(hist, base, TB1, of, t * B * D * H + d * H, D * H, H, B)
     h_n = _final_state(hist, L, D, T, B, H)
     c_n = _final_state(chist, L, D, T, B, H) if cell == CELL_LSTM else np.empty((0, B, H), dt)
     return out, h_n, c_n
@@ -140,11 +139,10 @@ def _final_state(hist, L, D, T, B, H):
 def final_state_into(hist, L, D, T, B, H, s, sb):
     """s[:, sb:sb+B, :] = the block of hist written last by each (layer, direction)."""
     TB1 = (T + 1) * B
+    sf, Bs = s.reshape(s.size), s.shape[1]
     for ld in range(L * D):
         blk = T if ld % D == 0 else 0
-        for j in range(H):
-            for b in range(B):
-                s[ld, sb + b, j] = hist[(ld * H + j) * TB1 + blk * B + b]
+        transpose(hist, ld * H * TB1 + blk * B, TB1, sf, (ld * Bs + sb) * H, H, H, B)
 
 
 @njit(cache=True, error_model="numpy")
@@ -191,15 +189,12 @@ def forward_layers(
                     HNv[r * TB : (r + 1) * TB] = W[b_hh + 2 * H + r] if b_hh >= 0 else 0.0
             _input_projection(l, D, GH, T, B, I0, H, X, W, w_ih, hist, Gv)
             h0blk = 0 if d == 0 else T
-            for j in range(H):
-                for b in range(B):
-                    hv[j * TB1 + h0blk * B + b] = h0[ld, sb + b, j]
+            s0 = (ld * h0.shape[1] + sb) * H
+            transpose(h0.reshape(h0.size), s0, H, hv, h0blk * B, TB1, B, H)
             if cell == CELL_LSTM:
                 cv = chist[ld * H * TB1 : (ld + 1) * H * TB1]
                 TCv = TC[ld * H * TB : (ld + 1) * H * TB]
-                for j in range(H):
-                    for b in range(B):
-                        cv[j * TB1 + h0blk * B + b] = c0[ld, sb + b, j]
+                transpose(c0.reshape(c0.size), s0, H, cv, h0blk * B, TB1, B, H)
             for s in range(T):
                 t = s if d == 0 else T - 1 - s
                 hp = t if d == 0 else t + 1  # block of h_{t-1} (the previous step)
@@ -241,12 +236,9 @@ def backward_kernel(
     so, co = buffer_offsets(cell, L, D, T, B, I0, H)
     X, hist, chist, G, HN, TC = split_saved(saved, so)
     dO, dX, work = split_scratch(scratch, co)
-    for t in range(T):
-        for b in range(B):
-            for d in range(D):
-                base = d * H * TB + t * B + b
-                for j in range(H):
-                    dO[base + j * TB] = dout[t, b, d * H + j]
+    df = dout.reshape(dout.size)
+    for t in range(T):  # row d*H + j of dO is direction d's unit j
+        transpose(df, t * B * D * H, D * H, dO, t * B, TB, B, D * H)
     dW = np.zeros_like(W)
     dh0 = np.empty((LD, B, H), dt)
     dc0 = np.empty((LD if cell == CELL_LSTM else 0, B, H), dt)
@@ -255,10 +247,9 @@ def backward_kernel(
         dO, work, dh_n, dc_n, dW, dX, dh0, dc0, 0,
     )  # fmt: skip
     dx = np.empty((T, B, I0), dt)
+    dxf = dx.reshape(dx.size)
     for t in range(T):
-        for b in range(B):
-            for i in range(I0):
-                dx[t, b, i] = dX[i * TB + t * B + b]
+        transpose(dX, t * B, TB, dxf, t * B * I0, I0, I0, B)
     return dW, dx, dh0, dc0
 
 
@@ -301,15 +292,12 @@ def backward_layers(
             hv = hist[ld * H * TB1 : (ld + 1) * H * TB1]
             dGv = dG[d * GH * TB : (d + 1) * GH * TB]
             dOv = dO[d * H * TB : (d + 1) * H * TB]
-            for j in range(H):
-                for b in range(B):
-                    dh[j * B + b] = dh_n[ld, sb + b, j]
+            s0 = (ld * dh_n.shape[1] + sb) * H  # dh_n, dc_n, dh0, dc0: (L*D, B, H) alike
+            transpose(dh_n.reshape(dh_n.size), s0, H, dh, 0, B, B, H)
             if cell == CELL_LSTM:
                 cv = chist[ld * H * TB1 : (ld + 1) * H * TB1]
                 TCv = TC[ld * H * TB : (ld + 1) * H * TB]
-                for j in range(H):
-                    for b in range(B):
-                        dc[j * B + b] = dc_n[ld, sb + b, j]
+                transpose(dc_n.reshape(dc_n.size), s0, H, dc, 0, B, B, H)
             if cell == CELL_GRU:
                 HNv = HN[ld * H * TB : (ld + 1) * H * TB]
                 dHNv = dHN[d * H * TB : (d + 1) * H * TB]
@@ -333,11 +321,9 @@ def backward_layers(
                     else:
                         rnn_backward_step(hv, dGv, dOv, dh, TB, TB1, gq, hq * B, H, B, act)
                     mm(0, H, B, GH, WT, GH, dGv[gq:], TB, 0.0, dh, B)
-            for j in range(H):
-                for b in range(B):
-                    dh0[ld, sb + b, j] = dh[j * B + b]
-                    if cell == CELL_LSTM:
-                        dc0[ld, sb + b, j] = dc[j * B + b]
+            transpose(dh, 0, B, dh0.reshape(dh0.size), s0, H, H, B)
+            if cell == CELL_LSTM:
+                transpose(dc, 0, B, dc0.reshape(dc0.size), s0, H, H, B)
             if cell == CELL_LSTM:
                 _weight_grads(l, d, D, GH, T, B, I0, H, X, hist, dGv, dW, woff[ld], Z, dWc)
                 continue
