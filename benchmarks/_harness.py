@@ -160,17 +160,24 @@ def _worker_main(workload: Workload, conn, max_cached: int) -> None:
                     steps.popitem(last=False)
             steps.move_to_end(key)
             step = steps[key]
-            t0, n = time.perf_counter(), 0
-            while n < task.warmup or (n and time.perf_counter() - t0 < task.warmup_s):
-                step()
-                n += 1
-            _check_forbidden(workload, f"after building {task.shape}")
+            # collect first and keep the collector off while timing: a collection between
+            # the warm-up and the timed calls evicted the caches and let the thread pool
+            # fall asleep (the timed calls then measured its wake-up)
             gc.collect()
-            times = []
-            for _ in range(task.repeats):
-                t0 = time.perf_counter()
-                step()
-                times.append(time.perf_counter() - t0)
+            gc.disable()
+            try:
+                t0, n = time.perf_counter(), 0
+                while n < task.warmup or (n and time.perf_counter() - t0 < task.warmup_s):
+                    step()
+                    n += 1
+                _check_forbidden(workload, f"after building {task.shape}")
+                times = []
+                for _ in range(task.repeats):
+                    t0 = time.perf_counter()
+                    step()
+                    times.append(time.perf_counter() - t0)
+            finally:
+                gc.enable()
             conn.send(("ok", times))
         except BaseException:
             conn.send(("error", traceback.format_exc()))

@@ -124,12 +124,35 @@ def _by_tile16(src, so, lds, dst, do, ldd, R, C):
     _by_tile8(src, so + Rn * lds, lds, dst, do + Rn, ldd, R - Rn, C)
 
 
-@njit(cache=True, error_model="numpy")
-def transpose(src, so, lds, dst, do, ldd, R, C):
-    """dst[do + c*ldd + r] = src[so + r*lds + c] for r < R, c < C (src, dst flat)."""
+def _transpose(src, so, lds, dst, do, ldd, R, C):
     if R <= 0 or C <= 0:
         return
     if src.itemsize == 4:
         _by_tile16(src, so, lds, dst, do, ldd, R, C)
     else:
         _by_tile8(src, so, lds, dst, do, ldd, R, C)
+
+
+@intrinsic
+def _call_noinline(typingctx, src, so, lds, dst, do, ldd, R, C):
+    """_transpose(...) as a call LLVM may not inline. Inlined, its tile loops were copied
+    into every call site (about ten per kernel) and doubled the kernels' cold compile time."""
+    if not (isinstance(src, types.Array) and isinstance(dst, types.Array)):
+        return None
+    sig = types.none(src, so, lds, dst, do, ldd, R, C)
+
+    def codegen(context, builder, sig, args):
+        context.compile_internal(builder, _transpose, sig, args)
+        for instr in reversed(builder.block.instructions):
+            if isinstance(instr, ir.CallInstr):
+                instr.attributes.add("noinline")
+                break
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def transpose(src, so, lds, dst, do, ldd, R, C):
+    """dst[do + c*ldd + r] = src[so + r*lds + c] for r < R, c < C (src, dst flat)."""
+    _call_noinline(src, so, lds, dst, do, ldd, R, C)
