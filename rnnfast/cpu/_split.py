@@ -19,15 +19,23 @@ the element-wise work of each gate value). So nchunks is a function of the shape
 thread count, and the results depend on (shapes, nchunks) only: which columns a chunk owns and
 the order in which the partial weight gradients are added are fixed by nchunks, never by
 which thread runs a chunk. Measured crossover (2 cores, float32, forward + backward through
-rnnfast.cpu, separate processes, medians of 3-5; serial vs 2 chunks):
+rnnfast.cpu, one process per shape, medians of 5 runs; serial vs 2 chunks). Since the layout
+transposes go through register tiles (rnnfast/cpu/_transpose.py):
 
-    rnn   T=10 B=200 H=8    work   256,000   0.113 vs 0.129 ms  (0.87x: serial)
-    rnn   T=10 B=200 H=12   work   480,000   0.144 vs 0.140 ms  (0.81-1.05x: serial)
-    rnn   T=10 B=200 H=16   work   768,000   0.174 vs 0.158 ms  (1.10x)
-    rnn   T=10 B=64  H=32   work   819,200   0.132 vs 0.115 ms  (0.83-1.14x)
-    rnn   T=20 B=200 H=16   work 1,536,000   0.355 vs 0.269 ms  (1.32x)
-    rnn   T=10 B=200 H=64   work 9,216,000   0.91  vs 0.56 ms   (1.63x)
-    lstm  T=28 B=100 H=100  work   121 M     8.7-14.5 vs 7.1-8.0 ms (1.1-1.9x)
+    rnn   T=10 B=200 H=8    work   256,000   0.059 vs 0.053 ms  (1.12x)
+    rnn   T=10 B=200 H=12   work   480,000   0.079 vs 0.065 ms  (1.20x)
+    rnn   T=10 B=200 H=16   work   768,000   0.104 vs 0.078 ms  (1.33x)
+    rnn   T=10 B=64  H=32   work   819,200   0.089 vs 0.070 ms  (1.28x)
+    rnn   T=20 B=200 H=16   work 1,536,000   0.221 vs 0.128 ms  (1.73x)
+    rnn   T=10 B=200 H=64   work 9,216,000   0.71-0.95 vs 0.52 ms  (1.4-1.8x)
+    lstm  T=28 B=100 H=100  work   121 M     8.8-11.5 vs 6.0-6.6 ms (1.3-1.8x)
+
+These are from a "fast" period of this machine (a 2-vCPU VM): in slow periods, which come and
+go over minutes, two chunks cost 20-40 us more per call while the serial path does not change,
+and earlier measurements had the chunks losing up to H=12 (H=8: 0.87x, H=12: 0.81-1.05x).
+So the threshold stays above H=12's work, where the chunks' gain is small against that risk.
+The serial times at H >= 64 include OpenBLAS's own threads waking for the one-off GEMMs (the
+range); the policy never picks the serial path there unless B < 2 * MIN_CHUNK_COLUMNS.
 
 Small per-chunk batches lose (rnn B=4 H=256 with 2 columns a chunk: 0.80x), hence
 MIN_CHUNK_COLUMNS. The fused training loop (rnnfast.training) uses a higher threshold.
