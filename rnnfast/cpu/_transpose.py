@@ -94,34 +94,24 @@ def _by_element(src, so, lds, dst, do, ldd, R, C):
             dst[do + c * ldd + r] = src[so + r * lds + c]
 
 
-@njit(cache=True, error_model="numpy", inline="always")
-def _by_tile4(src, so, lds, dst, do, ldd, R, C):
-    Rn, Cn = R // 4 * 4, C // 4 * 4
-    for r in range(0, Rn, 4):
-        for c in range(0, Cn, 4):
-            _tile4(src, so + r * lds + c, lds, dst, do + c * ldd + r, ldd)
-    _by_element(src, so + Cn, lds, dst, do + Cn * ldd, ldd, Rn, C - Cn)
-    _by_element(src, so + Rn * lds, lds, dst, do + Rn, ldd, R - Rn, C)
+def _tiles_then(N, tile, rest):
+    """A transpose by N x N tiles that hands the strips the tiles leave over to rest."""
+
+    @njit(cache=True, error_model="numpy", inline="always")
+    def by_tiles(src, so, lds, dst, do, ldd, R, C):
+        Rn, Cn = R // N * N, C // N * N
+        for r in range(0, Rn, N):
+            for c in range(0, Cn, N):
+                tile(src, so + r * lds + c, lds, dst, do + c * ldd + r, ldd)
+        rest(src, so + Cn, lds, dst, do + Cn * ldd, ldd, Rn, C - Cn)
+        rest(src, so + Rn * lds, lds, dst, do + Rn, ldd, R - Rn, C)
+
+    return by_tiles
 
 
-@njit(cache=True, error_model="numpy", inline="always")
-def _by_tile8(src, so, lds, dst, do, ldd, R, C):
-    Rn, Cn = R // 8 * 8, C // 8 * 8
-    for r in range(0, Rn, 8):
-        for c in range(0, Cn, 8):
-            _tile8(src, so + r * lds + c, lds, dst, do + c * ldd + r, ldd)
-    _by_tile4(src, so + Cn, lds, dst, do + Cn * ldd, ldd, Rn, C - Cn)
-    _by_tile4(src, so + Rn * lds, lds, dst, do + Rn, ldd, R - Rn, C)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _by_tile16(src, so, lds, dst, do, ldd, R, C):
-    Rn, Cn = R // 16 * 16, C // 16 * 16
-    for r in range(0, Rn, 16):
-        for c in range(0, Cn, 16):
-            _tile16(src, so + r * lds + c, lds, dst, do + c * ldd + r, ldd)
-    _by_tile8(src, so + Cn, lds, dst, do + Cn * ldd, ldd, Rn, C - Cn)
-    _by_tile8(src, so + Rn * lds, lds, dst, do + Rn, ldd, R - Rn, C)
+_by_tile4 = _tiles_then(4, _tile4, _by_element)
+_by_tile8 = _tiles_then(8, _tile8, _by_tile4)
+_by_tile16 = _tiles_then(16, _tile16, _by_tile8)
 
 
 def _transpose(src, so, lds, dst, do, ldd, R, C):
