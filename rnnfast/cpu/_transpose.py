@@ -132,11 +132,17 @@ def _call_noinline(typingctx, src, so, lds, dst, do, ldd, R, C):
     sig = types.none(src, so, lds, dst, do, ldd, R, C)
 
     def codegen(context, builder, sig, args):
+        def calls():
+            return [i for blk in builder.function.blocks for i in blk.instructions
+                    if isinstance(i, ir.CallInstr)]  # fmt: skip
+
+        before = {id(i) for i in calls()}
         context.compile_internal(builder, _transpose, sig, args)
-        for instr in reversed(builder.block.instructions):
-            if isinstance(instr, ir.CallInstr):
-                instr.attributes.add("noinline")
-                break
+        # the call, and the status check after it, leave the builder in a new block
+        new = [i for i in calls() if id(i) not in before]
+        if len(new) != 1:
+            raise AssertionError(f"expected one call to _transpose, found {len(new)}")
+        new[0].attributes.add("noinline")
         return context.get_dummy_value()
 
     return sig, codegen
