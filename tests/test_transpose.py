@@ -51,3 +51,22 @@ def test_transpose_empty_is_a_no_op():
     for R, C in ((0, 5), (5, 0), (0, 0)):
         transpose(src, 0, 5, dst, 0, 5, R, C)
     np.testing.assert_array_equal(dst, -1.0)
+
+
+def test_transpose_stays_an_out_of_line_call():
+    """Inlined at every call site, the tile loops doubled the kernels' cold compile time: the
+    compiled caller must call _transpose, not contain it."""
+    from numba import njit
+
+    @njit
+    def caller(a, b):  # one call site: without the noinline mark, LLVM inlines it here
+        transpose(a, 0, 4, b, 0, 4, 4, 4)
+
+    a = np.arange(16, dtype=np.float32)
+    b = np.zeros(16, np.float32)
+    caller(a, b)
+    np.testing.assert_array_equal(b, a.reshape(4, 4).T.ravel())
+    llvm = caller.overloads[caller.signatures[0]].library.get_llvm_str()
+    mangled = "_transpose10_transpose"  # rnnfast.cpu._transpose._transpose, as Numba names it
+    calls = [line for line in llvm.splitlines() if " call " in line and mangled in line]
+    assert calls, "transpose was inlined into its caller"
