@@ -1,8 +1,8 @@
 """The training configuration: every key rnnfast.train accepts, its type, range and default.
 
-Keys are flat. Common keys apply to every task; each task adds its own and sets its own
-defaults (the published settings). `resolve(config)` returns the complete, validated config
-or raises ValueError naming the key, the expected and the given value.
+Keys are flat. Common keys apply to every task; each task (rnnfast/tasks/) adds its own keys
+and sets its defaults (the published settings). `resolve(config)` returns the complete,
+validated config or raises ValueError naming the key, the expected and the given value.
 """
 
 import difflib
@@ -10,13 +10,12 @@ import math
 from typing import Any
 
 from rnnfast.optim import OPTIMIZERS, make_optimizer
-
-TASKS = ("dependency", "mnist", "addition")
+from rnnfast.tasks import Task, builtin_names, get_task
 
 # key: (kind, extra) — kinds: int (min), float (min, exclusive?), bool, choice (options),
 # str_or_none, int_list, float_list
 _COMMON: dict[str, tuple[str, Any]] = {
-    "task": ("choice", TASKS),
+    "task": ("task", None),
     "cell": ("choice", ("rnn", "lstm", "gru")),
     "nonlinearity": ("choice", ("tanh", "relu", "sigmoid")),
     "hidden_size": ("int", 1),
@@ -40,101 +39,37 @@ _COMMON: dict[str, tuple[str, Any]] = {
     "threads": ("int_or_none", 1),
 }
 
-_TASK_KEYS: dict[str, dict[str, tuple[str, Any]]] = {
-    "dependency": {
-        "num_steps": ("int", 1),
-        "truncation": ("choice", ("tf", "true")),
-        "sequence_length": ("int", 2),
-        "lags": ("int_list", 1),
-        "shifts": ("float_list", None),
-        "base": ("unit_float_closed", None),
-    },
-    "mnist": {
-        "variant": ("choice", ("rows", "pixels", "permuted")),
-        "train_size": ("int", 1),
-        "data_dir": ("str_or_none", None),
-        "permutation_seed": ("int", 0),
-        "eval_batch": ("int", 1),
-    },
-    "addition": {
-        "bits": ("int", 1),
-        "largest": ("int", 1),
-        "init": ("choice", ("iamtrask", "default")),
-        "updates": ("int", 1),
-    },
-}
-
-_DEFAULTS: dict[str, dict[str, Any]] = {
-    "dependency": {
-        "cell": "rnn",
-        "nonlinearity": "tanh",
-        "hidden_size": 4,
-        "num_layers": 1,
-        "bidirectional": False,
-        "bias": True,
-        "num_steps": 5,
-        "truncation": "tf",
-        "batch_size": 200,
-        "optimizer": "adagrad",
-        "lr": 0.1,
-        "clip": 0.0,
-        "epochs": 1,
-        "sequence_length": 1_000_000,
-        "lags": [3, 8],
-        "shifts": [0.5, -0.25],
-        "base": 0.5,
-    },
-    "mnist": {
-        "cell": "lstm",
-        "nonlinearity": "tanh",
-        "hidden_size": 100,
-        "num_layers": 1,
-        "bidirectional": False,
-        "bias": True,
-        "batch_size": 100,
-        "optimizer": "adam",
-        "lr": 1e-4,
-        "clip": 0.0,
-        "epochs": 10,
-        "variant": "rows",
-        "train_size": 55_000,
-        "data_dir": None,
-        "permutation_seed": 0,
-        "eval_batch": 1000,
-    },
-    "addition": {
-        "cell": "rnn",
-        "nonlinearity": "sigmoid",
-        "hidden_size": 16,
-        "num_layers": 1,
-        "bidirectional": False,
-        "bias": False,
-        "batch_size": 1,
-        "optimizer": "sgd",
-        "lr": 0.1,
-        "clip": 0.0,
-        "epochs": 1,
-        "bits": 8,
-        "largest": 128,
-        "init": "iamtrask",
-        "updates": 10_000,
-        "dtype": "float64",  # the post's arithmetic; float32 drifts 1e-5 from its figures
-    },
+# defaults of common keys no task sets
+_SHARED_DEFAULTS: dict[str, Any] = {
+    "cell": "lstm",
+    "nonlinearity": "tanh",
+    "hidden_size": 64,
+    "num_layers": 1,
+    "bidirectional": False,
+    "bias": True,
+    "batch_size": 32,
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "clip": 0.0,
+    "epochs": 10,
+    "seed": 0,
+    "dtype": "float32",
+    "backend": "cpu",
+    "threads": None,
 }
 _OPTIMIZER_KEYS = ("momentum", "beta1", "beta2", "eps", "alpha", "initial_accumulator")
-_SHARED_DEFAULTS = {"seed": 0, "dtype": "float32", "backend": "cpu", "threads": None}
 
 
 def schema(task: str) -> dict[str, tuple[str, Any]]:
     """Every key task accepts -> (kind, extra) as check_value takes them."""
-    return {**_COMMON, **_TASK_KEYS[task]}
+    return {**_COMMON, **get_task(task).keys}
 
 
 def known_keys(task: str | None = None) -> list[str]:
+    """The keys of task, or of every built-in task."""
     keys = list(_COMMON)
-    for t, extra in _TASK_KEYS.items():
-        if task is None or t == task:
-            keys += list(extra)
+    for name in [task] if task is not None else builtin_names():
+        keys += [k for k in get_task(name).keys if k not in keys]
     return keys
 
 
@@ -144,6 +79,9 @@ def _fail(key: str, expected: str, value: object) -> ValueError:
 
 def check_value(key: str, kind: str, extra: Any, value: object) -> Any:
     """Validate one value of the given kind; returns it normalised."""
+    if kind == "task":
+        get_task(value)  # raises ValueError for an unknown name or a plug-in that fails
+        return value
     if kind == "choice":
         if not isinstance(value, str) or value not in extra:
             raise _fail(key, f"one of {list(extra)}", value)
@@ -164,6 +102,10 @@ def check_value(key: str, kind: str, extra: Any, value: object) -> Any:
     if kind == "str_or_none":
         if value is not None and not isinstance(value, str):
             raise _fail(key, "a path (string)", value)
+        return value
+    if kind == "bool_or_none":
+        if value is not None and not isinstance(value, bool):
+            raise _fail(key, "true, false or none", value)
         return value
     if kind == "int_list":
         if (
@@ -203,25 +145,28 @@ def resolve(config: object) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise ValueError(f"config: expected a dict, got {type(config).__name__}")
     if "task" not in config:
-        raise ValueError(f"task: missing; expected one of {list(TASKS)}")
-    task = check_value("task", *_COMMON["task"], config["task"])
-    keys = schema(task)
+        raise ValueError(f"task: missing; expected one of {builtin_names()} or "
+                         "'package.module:Name'")  # fmt: skip
+    task = get_task(config["task"])
+    keys = schema(config["task"])
     for key in config:
         if not isinstance(key, str) or key not in keys:
             if isinstance(key, str) and key in known_keys():
-                raise ValueError(f"{key}: not a key of task {task!r}")
+                raise ValueError(f"{key}: not a key of task {config['task']!r}")
             raise unknown_key_error(str(key), list(keys))
-    out: dict[str, Any] = {"task": task, **_SHARED_DEFAULTS, **_DEFAULTS[task]}
+    out: dict[str, Any] = {"task": config["task"], **_SHARED_DEFAULTS, **task.defaults}
     for key, value in config.items():
+        if key == "task":
+            continue
         unset = value is None and key in _OPTIMIZER_KEYS  # None: the optimizer's default
         out[key] = None if unset else check_value(key, *keys[key], value)
     for key in _OPTIMIZER_KEYS:
         out.setdefault(key, None)
-    _check_combinations(out)
+    _check_combinations(out, task)
     return out
 
 
-def _check_combinations(c: dict[str, Any]) -> None:
+def _check_combinations(c: dict[str, Any], task: Task) -> None:
     hyper = {k: c[k] for k in _OPTIMIZER_KEYS if c.get(k) is not None}
     make_optimizer(c["optimizer"], c["lr"], **hyper)  # a hyperparameter of another optimizer
     if c["cell"] != "rnn" and c["nonlinearity"] != "tanh":
@@ -229,45 +174,7 @@ def _check_combinations(c: dict[str, Any]) -> None:
             f"nonlinearity: {c['cell']} has fixed activations, expected 'tanh', "
             f"got {c['nonlinearity']!r}"
         )
-    if c["task"] == "dependency":
-        if c["bidirectional"]:
-            raise ValueError(
-                "bidirectional: the dependency task carries the state forward between "
-                "chunks, so it needs a one-directional network; got True"
-            )
-        if len(c["shifts"]) != len(c["lags"]):
-            raise ValueError(
-                f"shifts: expected one shift per lag ({len(c['lags'])}), got {c['shifts']!r}"
-            )
-        if len(set(c["lags"])) != len(c["lags"]):
-            raise ValueError(f"lags: expected distinct lags, got {c['lags']!r}")
-        rows = c["sequence_length"] // c["batch_size"]
-        if rows < c["num_steps"]:
-            raise ValueError(
-                f"num_steps: each of the batch_size={c['batch_size']} rows holds only "
-                f"{rows} steps of sequence_length={c['sequence_length']}; got {c['num_steps']}"
-            )
-    if c["task"] == "addition":
-        if c["batch_size"] != 1:
-            raise ValueError(
-                "batch_size: addition trains on one example per update, expected 1, "
-                f"got {c['batch_size']}"
-            )
-        if 2 * c["largest"] > 2 ** c["bits"]:
-            raise ValueError(
-                f"largest: a + b must fit in bits={c['bits']}: "
-                f"expected <= {2 ** (c['bits'] - 1)}, got {c['largest']}"
-            )
-        if c["init"] == "iamtrask" and (
-            c["cell"],
-            c["num_layers"],
-            c["bidirectional"],
-            c["bias"],
-        ) != ("rnn", 1, False, False):
-            raise ValueError(
-                "init: 'iamtrask' is the post's network (rnn, one layer, one direction, no "
-                "bias); use init='default' for other models"
-            )
+    task.check(c)
 
 
 def parse_value(text: str) -> Any:

@@ -38,10 +38,23 @@ from numbers import Real
 import numpy as np
 from numba import njit
 
-OPTIMIZERS = ("sgd", "adagrad", "adam", "rmsprop")
-OPT_SGD, OPT_ADAGRAD, OPT_ADAM, OPT_RMSPROP = 0, 1, 2, 3
-# Layout of Optimizer.hyper(), the float64 vector the compiled code reads.
-HYPER_FIELDS = ("lr", "momentum", "beta1", "beta2", "eps", "alpha", "initial_accumulator")
+# Optimizer codes and the layout of Optimizer.hyper(), the float64 vector the compiled code
+# reads (H_* slots), live in rnnfast.codes with the other codes both backends share.
+from rnnfast.codes import (  # noqa: E402
+    H_ACC0,
+    H_ALPHA,
+    H_BETA1,
+    H_BETA2,
+    H_EPS,
+    H_LR,
+    H_MOMENTUM,
+    HYPER_FIELDS,
+    OPT_ADAGRAD,
+    OPT_ADAM,
+    OPT_RMSPROP,
+    OPT_SGD,
+    OPTIMIZERS,
+)
 _DEFAULT_EPS = {"sgd": 1e-8, "adagrad": 1e-10, "adam": 1e-8, "rmsprop": 1e-8}
 # The hyperparameters (besides lr) each optimizer accepts.
 _KEYS = {
@@ -129,13 +142,13 @@ def init_state(code, hyper, n, theta):
     """(s1, s2) for n parameters, in theta's dtype; see the module docstring."""
     dt = theta.dtype
     if code == OPT_ADAGRAD:
-        return np.full(n, dt.type(hyper[6]), dt), np.zeros(0, dt)
+        return np.full(n, dt.type(hyper[H_ACC0]), dt), np.zeros(0, dt)
     if code == OPT_ADAM:
         return np.zeros(n, dt), np.zeros(n, dt)
     if code == OPT_RMSPROP:
         return np.zeros(n, dt), np.zeros(0, dt)
     if code == OPT_SGD:
-        return np.zeros(n if hyper[1] > 0 else 0, dt), np.zeros(0, dt)
+        return np.zeros(n if hyper[H_MOMENTUM] > 0 else 0, dt), np.zeros(0, dt)
     raise ValueError("init_state: unknown optimizer code")
 
 
@@ -156,12 +169,12 @@ def optim_step(
     if step < 1:
         raise ValueError("optim_step: step must be >= 1")
     t = theta.dtype.type
-    neg_lr = t(-hyper[0])
+    neg_lr = t(-hyper[H_LR])
     if code == OPT_SGD:
-        if hyper[1] > 0:
+        if hyper[H_MOMENTUM] > 0:
             if s1.size != n:
                 raise ValueError("optim_step: sgd momentum buffer s1 has the wrong size")
-            mu = t(hyper[1])
+            mu = t(hyper[H_MOMENTUM])
             for i in range(n):
                 b = s1[i] * mu + grad[i]
                 s1[i] = b
@@ -172,7 +185,7 @@ def optim_step(
     elif code == OPT_ADAGRAD:
         if s1.size != n:
             raise ValueError("optim_step: adagrad accumulator s1 has the wrong size")
-        eps = t(hyper[4])
+        eps = t(hyper[H_EPS])
         for i in range(n):
             g = grad[i]
             s = s1[i] + g * g
@@ -181,14 +194,14 @@ def optim_step(
     elif code == OPT_ADAM:
         if s1.size != n or s2.size != n:
             raise ValueError("optim_step: adam moments s1, s2 have the wrong size")
-        b1, b2 = hyper[2], hyper[3]
+        b1, b2 = hyper[H_BETA1], hyper[H_BETA2]
         fstep = np.float64(step)
         w1 = t(1.0 - b1)
         beta2 = t(b2)
         w2 = t(1.0 - b2)
-        neg_step = t(-(hyper[0] / (1.0 - b1**fstep)))
+        neg_step = t(-(hyper[H_LR] / (1.0 - b1**fstep)))
         bc2_sqrt = t((1.0 - b2**fstep) ** 0.5)
-        eps = t(hyper[4])
+        eps = t(hyper[H_EPS])
         for i in range(n):
             g = grad[i]
             m = s1[i] + w1 * (g - s1[i])
@@ -199,9 +212,9 @@ def optim_step(
     elif code == OPT_RMSPROP:
         if s1.size != n:
             raise ValueError("optim_step: rmsprop average s1 has the wrong size")
-        alpha = t(hyper[5])
-        w = t(1.0 - hyper[5])
-        eps = t(hyper[4])
+        alpha = t(hyper[H_ALPHA])
+        w = t(1.0 - hyper[H_ALPHA])
+        eps = t(hyper[H_EPS])
         for i in range(n):
             g = grad[i]
             v = s1[i] * alpha + (w * g) * g

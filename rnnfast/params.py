@@ -222,3 +222,25 @@ def _describe_spec(spec: Spec) -> str:
         f"{spec.cell} with num_layers={spec.num_layers}, bidirectional={spec.bidirectional}, "
         f"bias={spec.bias}"
     )
+
+
+_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+def packed_layout(spec: Spec):
+    """How the kernels pack a parameter dict into one flat vector: (entries, woff) with
+    entries = ((key, shape, offset, size), ...) in packing order and woff the (L*D, 4) int64
+    table of each layer and direction's weight_ih, weight_hh, bias_ih, bias_hh offsets (-1:
+    none). Both backends and the training loops use this one layout."""
+    shapes = param_shapes(spec)
+    woff = np.full((spec.num_layers * spec.directions, 4), -1, np.int64)
+    entries, pos = [], 0
+    for key, shape in shapes.items():
+        kind, rest = key.rsplit("_l", 1)
+        ld = int(rest.split("_")[0]) * spec.directions + rest.endswith("_reverse")
+        woff[ld, _KINDS.index(kind)] = pos
+        n = int(np.prod(shape))
+        entries.append((key, shape, pos, n))
+        pos += n
+    woff.setflags(write=False)
+    return tuple(entries), woff

@@ -17,7 +17,8 @@ STEPS = textwrap.dedent(
     import sys
     import numpy as np
     import rnnfast
-    from rnnfast.cpu import _layout, forward as cpu_forward
+    from rnnfast.cpu import forward as cpu_forward
+        from rnnfast.params import packed_layout
     from rnnfast.cpu._chunks import chunk_sizes, forward_chunks
     from rnnfast.params import infer_spec
 
@@ -27,7 +28,7 @@ STEPS = textwrap.dedent(
     spec = infer_spec("rnn", params)
     step = sys.argv[1]
     if step in ("callee", "both"):  # the parallel callee alone, with forward_kernel_chunks' types
-        entries, woff = _layout(spec)
+        entries, woff = packed_layout(spec)
         W = np.concatenate([params[k].ravel() for k, *_ in entries])
         h0 = np.zeros((1, B, H), np.float32)
         saved = np.empty(int(chunk_sizes(0, 1, 1, T, B, I, H, 2)[0]), np.float32)

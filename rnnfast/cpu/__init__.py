@@ -37,28 +37,11 @@ from rnnfast.cpu._chunks import (  # noqa: E402
 from rnnfast.cpu._kernels import backward_kernel, buffer_offsets, forward_kernel  # noqa: E402
 from rnnfast.cpu._split import one_blas_thread, parallel_ok, split_chunks  # noqa: E402
 from rnnfast.cpu._workspace import POOL  # noqa: E402
-from rnnfast.params import Spec, param_shapes  # noqa: E402
+from rnnfast.params import Spec, packed_layout  # noqa: E402
 
-_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
 @lru_cache(maxsize=256)
-def _layout(spec: Spec):
-    """Keys in packing order, their shapes and flat offsets, and the (L*D, 4) offset table."""
-    shapes = param_shapes(spec)
-    woff = np.full((spec.num_layers * spec.directions, 4), -1, np.int64)
-    entries, pos = [], 0
-    for key, shape in shapes.items():
-        kind, rest = key.rsplit("_l", 1)
-        ld = int(rest.split("_")[0]) * spec.directions + rest.endswith("_reverse")
-        woff[ld, _KINDS.index(kind)] = pos
-        n = int(np.prod(shape))
-        entries.append((key, shape, pos, n))
-        pos += n
-    woff.setflags(write=False)
-    return tuple(entries), woff
-
-
 class _Saved:
     """What forward keeps for backward; its buffers go back to the pool when it dies."""
 
@@ -94,7 +77,7 @@ def num_chunks(spec: Spec, T: int, B: int, nchunks: int | None = None) -> int:
 
 
 def forward(spec: Spec, nonlinearity: str, params, x, h0, c0, *, nchunks: int | None = None):
-    entries, woff = _layout(spec)
+    entries, woff = packed_layout(spec)
     W = np.concatenate([params[key].ravel() for key, *_ in entries])
     lstm = spec.cell == "lstm"
     T, B, _ = x.shape
@@ -115,7 +98,7 @@ def forward(spec: Spec, nonlinearity: str, params, x, h0, c0, *, nchunks: int | 
 
 
 def backward(spec: Spec, nonlinearity: str, params, data: _Saved, dout, dh_n, dc_n):
-    entries, woff = _layout(spec)
+    entries, woff = packed_layout(spec)
     lstm = spec.cell == "lstm"
     T, B, _ = dout.shape
     nc = data.nchunks  # the saved buffers are laid out for forward's chunks

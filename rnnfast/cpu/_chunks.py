@@ -374,20 +374,22 @@ def train_forward(cell, act, L, D, T, B, I0, H, W, woff, h0, c0, saved, nchunks)
 
 @njit(cache=True, error_model="numpy")
 def train_backward(cell, act, L, D, T, B, I0, H, W, woff, saved, scratch, nchunks, dh_n, dc_n,
-                   dW, dh0, dc0):  # fmt: skip
-    """backward_layers on the fused loop's buffers (dO filled by the head); no input grad."""
+                   dW, dh0, dc0, dX, dx3):  # fmt: skip
+    """backward_layers on the fused loop's buffers (dO filled by the head). The input
+    gradient (for an embedding) goes to dX (I0, TB) when serial, dx3 (T, B, I0) in chunks;
+    size 0 skips it."""
     GH = H * (4 if cell == CELL_LSTM else 3 if cell == CELL_GRU else 1)
     if num_chunks(nchunks, B) == 1:
         so, co = buffer_offsets(cell, L, D, T, B, I0, H)
         X, hist, chist, G, HN, TC = split_saved(saved, so)
         dO, _, work = split_scratch(scratch, co)
         backward_layers(cell, act, L, D, T, B, I0, H, GH, X, W, woff, hist, chist, G, HN, TC,
-                        dO, work, dh_n, dc_n, dW, dO[:0], dh0, dc0, 0)  # fmt: skip
+                        dO, work, dh_n, dc_n, dW, dX, dh0, dc0, 0)  # fmt: skip
         return
     nx, ntop, ndo, nacc = _train_heads(L, D, T, B, I0, H)
     backward_chunks(cell, act, L, D, T, B, I0, H, W, woff, saved[nx + ntop :],
                     scratch[ndo + nacc :], nchunks, np.empty((0, 0, 0), W.dtype), scratch[:ndo],
-                    dh_n, dc_n, dW, np.empty((0, 0, 0), W.dtype), dh0, dc0)  # fmt: skip
+                    dh_n, dc_n, dW, dx3, dh0, dc0)  # fmt: skip
 
 
 @njit(cache=True, error_model="numpy")

@@ -1,12 +1,15 @@
 """Output head and losses on the top layer's feature-major outputs.
 
     z = W_out y + b_out          W_out (C, D*H), y a column of the top layer's outputs
-    softmax cross-entropy:       loss = logsumexp(z) - z[target],  dz = softmax(z) - onehot
+    classes (softmax CE):        loss = logsumexp(z) - z[target],  dz = softmax(z) - onehot
+    reals (mean squared error):  loss = sum_c (z_c - y_c)^2 / C,  dz = 2 (z - y) / C
     sigmoid + squared error:     o = sigmoid(z), loss = (y - o)^2 / 2,  dz = (o - y) o (1 - o)
-    sigmoid + binary CE:         loss = softplus(z) - y z,  dz = o - y
 
-Columns are all T*B time steps (HEAD_ALL) or only the last step's B columns (HEAD_LAST).
-The loss is the mean over columns, or the sum (reduction_sum), as is the gradient.
+Columns are all T*B time steps (HEAD_ALL) or one per sequence (HEAD_LAST): the forward
+direction's output at the last step and, for a bidirectional model, the reverse direction's
+output at step 0 (its final state), so the head sees h_n as a PyTorch user takes it.
+The loss is the mean over columns (and over the C outputs of reals, as torch.nn.MSELoss), or
+the sum (reduction_sum), as is the gradient.
 Z and dZ are (C, ncols) row-major; the top layer's outputs are read in place from the
 history buffer (see rnnfast/cpu/_kernels.py for its layout).
 """
@@ -18,17 +21,21 @@ from rnnfast._blas import gemm
 from rnnfast.cells._math import vexp, vlog, vsigmoid
 from rnnfast.cpu._linalg import lane_sum, rowsum_acc
 
-LOSS_CE, LOSS_MSE, LOSS_BCE = 0, 1, 2
-LOSS_CODES = {"cross_entropy": LOSS_CE, "mse": LOSS_MSE, "bce": LOSS_BCE}
-HEAD_ALL, HEAD_LAST = 0, 1
+from rnnfast.codes import HEAD_ALL, TGT_CLASSES, TGT_REALS
 
 
 @njit(cache=True, error_model="numpy")
 def _top_columns(L, D, T, B, H, d, head_mode):
     """Offset in hist of direction d's first head column (row stride TB1)."""
     TB1 = (T + 1) * B
-    col0 = 0 if head_mode == 0 else (T - 1) * B
-    return ((L - 1) * D + d) * H * TB1 + (B if d == 0 else 0) + col0
+    return ((L - 1) * D + d) * H * TB1 + (B if d == 0 else 0) + _first_column(T, B, d, head_mode)
+
+
+@njit(cache=True, error_model="numpy")
+def _first_column(T, B, d, head_mode):
+    """Time-major column of direction d's first head column: the last step forward, step 0
+    in reverse (HEAD_LAST), else 0."""
+    return (T - 1) * B if head_mode != HEAD_ALL and d == 0 else 0
 
 
 @njit(cache=True, error_model="numpy")
@@ -57,13 +64,13 @@ def head_forward(
 
 @njit(cache=True, error_model="numpy")
 def head_loss(
-    loss_kind,
+    loss_kind,  # TGT_CLASSES, TGT_REALS or TGT_SIGMOID
     C,
     ncols,
     reduction_sum,
     Z,  # (C, ncols) logits
     y_class,  # (ncols,) int64 targets for cross-entropy
-    y_real,  # (ncols,) targets in [0, 1] for mse / bce
+    y_real,  # (C, ncols) real targets (in [0, 1] for the sigmoid)
     dZ,  # (C, ncols) out: d loss / d Z
     m,
     s,  # (ncols,) work
@@ -74,7 +81,7 @@ def head_loss(
     scale = one if reduction_sum else one / ncols
     total = 0.0
     abs_err = 0.0
-    if loss_kind == LOSS_CE:
+    if loss_kind == TGT_CLASSES:
         # every loop below is element-wise over columns, so LLVM vectorises it
         m[:] = Z[:ncols]
         for c in range(1, C):
@@ -101,19 +108,21 @@ def head_loss(
             dZ[t * ncols + k] -= scale
             s[k] = m[k] - Z[t * ncols + k]  # this column's loss
         total = lane_sum(s, ncols, m)
-    else:  # one sigmoid output per column (C == 1)
+    elif loss_kind == TGT_REALS:
+        two = Z.dtype.type(2) * scale / C
+        for e in range(C * ncols):
+            diff = Z[e] - y_real[e]
+            abs_err += abs(diff)
+            total += diff * diff
+            dZ[e] = two * diff
+        total /= C
+    else:  # one sigmoid output per column (C == 1), squared error / 2
         for k in range(ncols):
             o = vsigmoid(Z[k])
             y = y_real[k]
             abs_err += abs(y - o)
-            if loss_kind == LOSS_MSE:
-                total += half * (y - o) * (y - o)
-                dZ[k] = (o - y) * o * (one - o) * scale
-            else:
-                z = Z[k]
-                # softplus(z) - y z, stable for either sign of z
-                total += max(z, 0) + np.log1p(np.exp(-abs(z))) - y * z
-                dZ[k] = (o - y) * scale
+            total += half * (y - o) * (y - o)
+            dZ[k] = (o - y) * o * (one - o) * scale
     return total * (1.0 if reduction_sum else 1.0 / ncols), abs_err
 
 
@@ -137,14 +146,13 @@ def head_backward(
 ):
     ncols = T * B if head_mode == HEAD_ALL else B
     TB, TB1 = T * B, (T + 1) * B
-    col0 = 0 if head_mode == HEAD_ALL else (T - 1) * B
     if head_mode != HEAD_ALL:
         dO[:] = 0
     for d in range(D):
         off = _top_columns(L, D, T, B, H, d, head_mode)
         dW = dtheta[wo + d * H :]
         gemm(0, 1, C, H, ncols, 1.0, dZ, ncols, hist[off:], TB1, 1.0, dW, D * H)
-        dst = dO[d * H * TB + col0 :]
+        dst = dO[d * H * TB + _first_column(T, B, d, head_mode) :]
         gemm(1, 0, H, ncols, C, 1.0, theta[wo + d * H :], D * H, dZ, ncols, 0.0, dst, TB)
     if bo >= 0:
         rowsum_acc(dtheta[bo:], dZ, C, ncols, ncols, acc)

@@ -1,120 +1,183 @@
 """Fused training loops: many updates per compiled call, Python once per interval.
 
-One update: fill the input buffer X (I0, T*B) and the targets from the task's data, run the
-stacked recurrent layers forward, the head and its loss, the head and the layers backward,
-clip the gradient by its global norm, and apply the optimizer to the flat parameter vector
-theta = [recurrent parameters (packed as in rnnfast.cpu) | W_out | b_out]. Nothing is
-allocated per update; the buffers come from the caller.
+One update: fill the input buffer X (I0, T*B) and the targets from the run's sequence data,
+run the stacked recurrent layers forward, the head and its loss, the head and the layers
+backward (and the embedding, if any), clip the gradient by its global norm, and apply the
+optimizer to the flat parameter vector theta = [recurrent (packed as in rnnfast.cpu) | W_out |
+b_out | embedding]. Nothing is allocated per update; the buffers come from the caller.
 
-Tasks (the batch fillers below):
-- TASK_DEPENDENCY: rows (B0, N) of bits; update u reads columns [u*n, (u+1)*n) (n = T).
-  Truncation "tf": the B0 rows, state carried between updates, a loss at every step.
-  Truncation "true": every target backpropagates exactly n steps. Update u holds n shifted
-  copies of each row, copy i reading columns [u*n + i - n + 1, u*n + i] (zero input before
-  column 0) with the loss at its last step only; copy i's final state is exactly the initial
-  state its next window needs, so carrying the state works as in "tf" (batch n*B0).
-- TASK_MNIST: images (N, T*I0) uint8 and labels (1, N); update u takes the images order[u].
-- TASK_ADDITION: bit planes (U, T) of a, b and a + b; update u is example u (B = 1).
+The loop knows no task: it reads one general form of data (rnnfast.seqdata), described by the
+int64 vector `form` (slots F_* of rnnfast.codes) and the arrays of a Data tuple:
+
+    xd (rows, cols*I0) float | xq (rows, cols*I0) uint8 (times scale) | xt (rows, cols) int32
+    yc (rows, cols) int32 classes | yr (rows, cols*C) reals;  order (U, B) int64 (set mode)
+
+- MODE_SET: row = sequence; update u's batch column b is sequence order[u, b], its step t
+  reads column t. Targets per sequence (column 0) or per step (column t).
+- MODE_STREAM_TF: row = one of B parallel streams; update u reads columns [u*T, (u+1)*T),
+  the state carried between updates, a target at every step.
+- MODE_STREAM_TRUE: every target backpropagates exactly T steps. Update u holds T shifted
+  copies of the B0 rows, copy i reading columns [u*T + i - T + 1, u*T + i] (zero input before
+  column 0) with the target at its last step only; copy i's final state is exactly the initial
+  state its next window needs, so carrying the state works as in "tf" (batch T*B0).
 """
+
+from collections import namedtuple
 
 import numpy as np
 from numba import njit
 
+from rnnfast.codes import (
+    F_CARRY,
+    F_E,
+    F_EO,
+    F_HEAD,
+    F_INPUTS,
+    F_MODE,
+    F_SUM,
+    F_TARGETS,
+    F_V,
+    HEAD_ALL,
+    IN_DENSE,
+    IN_EMBED,
+    IN_ONEHOT,
+    MODE_SET,
+    MODE_STREAM_TRUE,
+    TGT_CLASSES,
+    TGT_REALS,
+)
 from rnnfast.cpu._chunks import (
+    num_chunks,
     train_backward,
     train_final_states,
     train_forward,
     train_views,
 )
-from rnnfast.cpu._head import HEAD_ALL, head_backward, head_forward, head_loss
+from rnnfast.cpu._head import head_backward, head_forward, head_loss
 from rnnfast.optim import clip_grad_norm, optim_step
 
-TASK_DEPENDENCY, TASK_MNIST, TASK_ADDITION = 0, 1, 2
+# The compiled calls take their arrays in named groups (Numba compiles namedtuples of arrays
+# as one argument each).
+Data = namedtuple("Data", ["xd", "xq", "xt", "yc", "yr", "order", "scale"])
+Optim = namedtuple("Optim", ["code", "hyper", "s1", "s2", "clip"])
+Work = namedtuple(
+    "Work",
+    ["saved", "scratch", "dtheta", "Z", "dZ", "m", "s", "y_class", "y_real", "dX", "dx3"],
+)
+State = namedtuple("State", ["h", "c", "dh_n", "dc_n", "dh0", "dc0"])
 
 
 @njit(cache=True, error_model="numpy")
-def fill_dependency(xs, ys, u, T, B, true_style, X, y_class):
-    """One-hot bits into X (2, T*B); class targets for every step ("tf") or the last."""
-    B0, N = xs.shape
-    TB = T * B
-    one = X.dtype.type(1)
+def _put_input(form, theta, data, row, pos, I0, X, TB, col):
+    """Column col of X (I0, TB) = the inputs of data row `row` at time position `pos`
+    (pos < 0: zeros, before the start of a stream)."""
+    kind = form[F_INPUTS]
     zero = X.dtype.type(0)
-    s = u * T
+    if pos < 0:
+        for i in range(I0):
+            X[i * TB + col] = zero
+    elif kind == IN_DENSE:
+        for i in range(I0):
+            X[i * TB + col] = data.xd[row, pos * I0 + i]
+    elif kind == IN_ONEHOT:
+        v = data.xt[row, pos]
+        for i in range(I0):
+            X[i * TB + col] = zero
+        X[v * TB + col] = X.dtype.type(1)
+    elif kind == IN_EMBED:
+        e0 = form[F_EO] + data.xt[row, pos] * I0  # the token's row of the (V, E) table
+        for i in range(I0):
+            X[i * TB + col] = theta[e0 + i]
+    else:  # IN_QUANTIZED
+        scale = X.dtype.type(data.scale)
+        for i in range(I0):
+            X[i * TB + col] = data.xq[row, pos * I0 + i] * scale
+
+
+@njit(cache=True, error_model="numpy")
+def _put_target(form, data, row, pos, C, ncols, k, y_class, y_real):
+    """Target column k = the target of data row `row` at column `pos`."""
+    if form[F_TARGETS] == TGT_CLASSES:
+        y_class[k] = data.yc[row, pos]
+    else:
+        for c in range(C):
+            y_real[c * ncols + k] = data.yr[row, pos * C + c]
+
+
+@njit(cache=True, error_model="numpy")
+def fill_batch(form, theta, data, u, T, B, I0, C, X, y_class, y_real):
+    """Update u's inputs X (I0, T*B) and targets (see the module docstring)."""
+    TB = T * B
+    per_step = form[F_HEAD] == HEAD_ALL
+    ncols = TB if per_step else B
+    mode = form[F_MODE]
+    if mode == MODE_SET:
+        for b in range(B):
+            row = data.order[u, b]
+            for t in range(T):
+                _put_input(form, theta, data, row, t, I0, X, TB, t * B + b)
+            if per_step:
+                for t in range(T):
+                    _put_target(form, data, row, t, C, ncols, t * B + b, y_class, y_real)
+            else:
+                _put_target(form, data, row, 0, C, ncols, b, y_class, y_real)
+        return
+    true_style = mode == MODE_STREAM_TRUE
     copies = T if true_style else 1
+    B0 = B // copies
+    s = u * T
     for i in range(copies):
         first = s + i - T + 1 if true_style else s
         for t in range(T):
-            col = first + t
             for b0 in range(B0):
                 b = i * B0 + b0
-                if col >= 0:
-                    bit = xs[b0, col]
-                    X[t * B + b] = one - bit
-                    X[TB + t * B + b] = bit
-                else:
-                    X[t * B + b] = zero
-                    X[TB + t * B + b] = zero
+                _put_input(form, theta, data, b0, first + t, I0, X, TB, t * B + b)
                 if not true_style:
-                    y_class[t * B + b] = ys[b0, col]
+                    _put_target(form, data, b0, first + t, C, ncols, t * B + b, y_class, y_real)
         if true_style:
             for b0 in range(B0):
-                y_class[i * B0 + b0] = ys[b0, s + i]
+                _put_target(form, data, b0, s + i, C, ncols, i * B0 + b0, y_class, y_real)
 
 
 @njit(cache=True, error_model="numpy")
-def fill_mnist(images, labels, order, u, T, I0, B, X, y_class):
+def _embedding_backward(form, data, u, T, B, I0, dX, dx3, nchunks, dtheta):
+    """dtheta's embedding rows += the input gradient of the columns that read them."""
     TB = T * B
-    inv = X.dtype.type(1.0 / 255.0)
-    for b in range(B):
-        img = images[order[u, b]]
-        y_class[b] = labels[0, order[u, b]]
-        for t in range(T):
-            for i in range(I0):
-                X[i * TB + t * B + b] = img[t * I0 + i] * inv
-
-
-@njit(cache=True, error_model="numpy")
-def fill_addition(abits, bbits, cbits, u, T, X, y_real):
+    eo = form[F_EO]
+    true_style = form[F_MODE] == MODE_STREAM_TRUE
+    copies = T if true_style else 1
+    B0 = B // copies
     for t in range(T):
-        X[t] = abits[u, t]
-        X[T + t] = bbits[u, t]
-        y_real[t] = cbits[u, t]
+        for b in range(B):
+            if form[F_MODE] == MODE_SET:
+                row, pos = data.order[u, b], t
+            else:
+                i, row = b // B0, b % B0
+                pos = u * T + (i - T + 1 if true_style else 0) + t
+                if pos < 0:
+                    continue
+            e0 = eo + data.xt[row, pos] * I0
+            if num_chunks(nchunks, B) == 1:
+                for i in range(I0):
+                    dtheta[e0 + i] += dX[i * TB + t * B + b]
+            else:
+                for i in range(I0):
+                    dtheta[e0 + i] += dx3[t, b, i]
 
 
 @njit(cache=True, error_model="numpy")
 def train_updates(
-    model,  # int64 (cell, act, L, D, T, B, I0, H, C, wo, bo)
-    task,  # int64 (task, loss_kind, head_mode, reduction_sum, carry, true_style)
-    theta,  # parameters
+    model,  # int64 (cell, act, L, D, T, B, I0, H, C, wo, bo): rnnfast.codes M_* slots
+    form,  # int64 rnnfast.codes F_* slots
+    theta,  # parameters, updated
     woff,  # (L*D, 4) recurrent parameter offsets in theta
-    opt_code,
-    hyper,
-    opt_s1,
-    opt_s2,
-    step0,
-    clip,
-    d_u8,
-    d_lab,
-    d_idx,  # task data: (rows|images|-) uint8, (rows|labels|-), order
-    d_f1,
-    d_f2,
-    d_f3,  # task data: addition bit planes
+    opt,  # Optim: code, hyper (7,) float64, state s1, s2, clip
+    data,  # Data: the run's sequence data for this epoch
+    state,  # State: carried h, c (L*D, B, H) (also the initial state), gradient buffers
+    work,  # Work: flat buffers laid out by rnnfast.cpu._chunks.train_sizes and the head's
     u0,
     n_updates,
-    h_state,
-    c_state,  # (L*D, B, H) carried state (also the initial state)
-    saved,
-    scratch,  # flat buffers laid out by rnnfast.cpu._chunks.train_sizes
-    dtheta,
-    Z,
-    dZ,
-    work_m,
-    work_s,
-    y_class,
-    y_real,
-    dzero,
-    dh0,
-    dc0,
+    step0,  # updates done before this call (the optimizer's step count)
     losses,
     errors,  # (n_updates,) out
     nchunks,  # batch chunks the layers run in parallel (1: serial)
@@ -122,65 +185,101 @@ def train_updates(
     """Runs updates u0 .. u0+n_updates-1; returns how many ran (fewer if a loss is not
     finite: that update's loss is recorded and the parameters are left before it)."""
     cell, act, L, D, T, B, I0, H, C, wo, bo = model
-    task_kind, loss_kind, head_mode, reduction_sum, carry, true_style = task
-    X, hist, Lh, dO, acc = train_views(cell, L, D, T, B, I0, H, saved, scratch, nchunks)
-    TB = T * B
-    ncols = TB if head_mode == HEAD_ALL else B
+    X, hist, Lh, dO, acc = train_views(cell, L, D, T, B, I0, H, work.saved, work.scratch, nchunks)
+    head_mode = form[F_HEAD]
+    ncols = T * B if head_mode == HEAD_ALL else B
+    embed = form[F_INPUTS] == IN_EMBED
     for k in range(n_updates):
         u = u0 + k
-        if task_kind == TASK_DEPENDENCY:
-            fill_dependency(d_u8, d_lab, u, T, B, true_style, X, y_class)
-        elif task_kind == TASK_MNIST:
-            fill_mnist(d_u8, d_lab, d_idx, u, T, I0, B, X, y_class)
-        else:
-            fill_addition(d_f1, d_f2, d_f3, u, T, X, y_real)
-        if not carry:
-            h_state[:] = 0
-            c_state[:] = 0
-        train_forward(cell, act, L, D, T, B, I0, H, theta, woff, h_state, c_state, saved,
+        fill_batch(form, theta, data, u, T, B, I0, C, X, work.y_class, work.y_real)
+        if not form[F_CARRY]:
+            state.h[:] = 0
+            state.c[:] = 0
+        train_forward(cell, act, L, D, T, B, I0, H, theta, woff, state.h, state.c, work.saved,
                       nchunks)  # fmt: skip
-        head_forward(Lh, D, T, B, H, C, head_mode, theta, wo, bo, hist, Z)
-        loss, err = head_loss(loss_kind, C, ncols, reduction_sum, Z, y_class, y_real, dZ,
-                              work_m, work_s)  # fmt: skip
+        head_forward(Lh, D, T, B, H, C, head_mode, theta, wo, bo, hist, work.Z)
+        loss, err = head_loss(form[F_TARGETS], C, ncols, form[F_SUM], work.Z, work.y_class,
+                              work.y_real, work.dZ, work.m, work.s)  # fmt: skip
         losses[k] = loss
         errors[k] = err
         if not np.isfinite(loss):
             return k
-        dtheta[:] = 0
-        head_backward(Lh, D, T, B, H, C, head_mode, theta, wo, bo, hist, dZ, dtheta, dO, acc)
-        train_backward(cell, act, L, D, T, B, I0, H, theta, woff, saved, scratch, nchunks,
-                       dzero, dzero, dtheta, dh0, dc0)  # fmt: skip
-        if carry:
-            train_final_states(cell, L, D, T, B, I0, H, saved, nchunks, h_state, c_state)
-        clip_grad_norm(dtheta, clip)
-        optim_step(opt_code, hyper, step0 + k + 1, theta, dtheta, opt_s1, opt_s2)
+        work.dtheta[:] = 0
+        head_backward(Lh, D, T, B, H, C, head_mode, theta, wo, bo, hist, work.dZ, work.dtheta,
+                      dO, acc)  # fmt: skip
+        train_backward(cell, act, L, D, T, B, I0, H, theta, woff, work.saved, work.scratch,
+                       nchunks, state.dh_n, state.dc_n, work.dtheta, state.dh0, state.dc0,
+                       work.dX if embed else work.dX[:0],
+                       work.dx3 if embed else work.dx3[:0])  # fmt: skip
+        if embed:
+            _embedding_backward(form, data, u, T, B, I0, work.dX, work.dx3, nchunks,
+                                work.dtheta)  # fmt: skip
+        if form[F_CARRY]:
+            train_final_states(cell, L, D, T, B, I0, H, work.saved, nchunks, state.h, state.c)
+        clip_grad_norm(work.dtheta, opt.clip)
+        optim_step(opt.code, opt.hyper, step0 + k + 1, theta, work.dtheta, opt.s1, opt.s2)
     return n_updates
 
 
 @njit(cache=True, error_model="numpy")
-def evaluate_mnist(model, theta, woff, images, labels, T, I0, batch, saved, Z, y_class, h0, c0,
-                   nchunks):  # fmt: skip
-    """Accuracy of argmax(head(last output)) over all images, in batches of `batch`
-    (saved: laid out by train_sizes for batch and nchunks)."""
-    cell, act, L, D, _, _, _, H, C, wo, bo = model
-    X, hist, Lh, _, _ = train_views(cell, L, D, T, batch, I0, H, saved, saved[:0], nchunks)
-    N = images.shape[0]
-    idx = np.empty((1, batch), np.int64)
+def evaluate(model, form, theta, woff, data, n_updates, n_valid, state, work, nchunks):
+    """Metrics of the current parameters over a split laid out like training data, in
+    n_updates batches (set mode: order (U, B) with the last batch padded, of which the first
+    n_valid sequences in all count; stream: every window, the state carried). Returns (loss sum, correct, counted): the loss
+    summed over targets (each per-step or per-sequence target once; the mean over the C
+    outputs of reals), and for classes how many argmax predictions were right."""
+    cell, act, L, D, T, B, I0, H, C, wo, bo = model
+    X, hist, Lh, _, _ = train_views(cell, L, D, T, B, I0, H, work.saved, work.saved[:0], nchunks)
+    head_mode = form[F_HEAD]
+    ncols = T * B if head_mode == HEAD_ALL else B
+    set_mode = form[F_MODE] == MODE_SET
+    loss_sum = 0.0
     correct = 0
-    for start in range(0, N, batch):
-        nb = min(batch, N - start)  # a short last batch is padded with its first image
-        for b in range(batch):
-            idx[0, b] = start + b if b < nb else start
-        fill_mnist(images, labels, idx, 0, T, I0, batch, X, y_class)  # labels (1, N)
-        h0[:] = 0
-        c0[:] = 0
-        train_forward(cell, act, L, D, T, batch, I0, H, theta, woff, h0, c0, saved, nchunks)
-        head_forward(Lh, D, T, batch, H, C, 1, theta, wo, bo, hist, Z)
-        for b in range(nb):
-            best = 0
-            for c in range(1, C):
-                if Z[c * batch + b] > Z[best * batch + b]:
-                    best = c
-            if best == y_class[b]:
-                correct += 1
-    return correct
+    counted = 0
+    state.h[:] = 0
+    state.c[:] = 0
+    for u in range(n_updates):
+        fill_batch(form, theta, data, u, T, B, I0, C, X, work.y_class, work.y_real)
+        if set_mode:
+            state.h[:] = 0
+            state.c[:] = 0
+        train_forward(cell, act, L, D, T, B, I0, H, theta, woff, state.h, state.c, work.saved,
+                      nchunks)  # fmt: skip
+        head_forward(Lh, D, T, B, H, C, head_mode, theta, wo, bo, hist, work.Z)
+        if not set_mode:
+            train_final_states(cell, L, D, T, B, I0, H, work.saved, nchunks, state.h, state.c)
+        for k in range(ncols):
+            b = k % B
+            if set_mode and u * B + b >= n_valid:
+                continue  # a padded column of the last batch
+            lk, ok = _column_metrics(form[F_TARGETS], C, ncols, k, work.Z, work.y_class,
+                                     work.y_real)  # fmt: skip
+            loss_sum += lk
+            correct += ok
+            counted += 1
+    return loss_sum, correct, counted
+
+
+@njit(cache=True, error_model="numpy")
+def _column_metrics(kind, C, ncols, k, Z, y_class, y_real):
+    """(loss, 1 if the argmax is the class else 0) of column k."""
+    if kind == TGT_CLASSES:
+        best = 0
+        for c in range(1, C):
+            if Z[c * ncols + k] > Z[best * ncols + k]:
+                best = c
+        m = Z[best * ncols + k]
+        s = 0.0
+        for c in range(C):
+            s += np.exp(Z[c * ncols + k] - m)
+        t = y_class[k]
+        return m + np.log(s) - Z[t * ncols + k], 1 if best == t else 0
+    total = 0.0
+    for c in range(C):
+        z = Z[c * ncols + k]
+        if kind == TGT_REALS:
+            total += (z - y_real[c * ncols + k]) ** 2 / C
+        else:  # TGT_SIGMOID: squared error / 2 of the sigmoid output
+            o = 1.0 / (1.0 + np.exp(-z))
+            total += 0.5 * (y_real[c * ncols + k] - o) ** 2
+    return total, 0

@@ -9,7 +9,7 @@ import numpy as np
 from numba import cuda
 
 from rnnfast.cells import ACT_CODES, CELL_CODES, CELL_LSTM
-from rnnfast.cpu import _layout
+from rnnfast.params import packed_layout
 from rnnfast.cuda._layers import (
     S_DO,
     S_DX,
@@ -71,7 +71,7 @@ def _segment(buf, off: np.ndarray, k: int, n: int):
 
 
 def forward(spec, nonlinearity: str, params, x: np.ndarray, h0: np.ndarray, c0):
-    entries, woff = _layout(spec)
+    entries, woff = packed_layout(spec)
     cell, act = CELL_CODES[spec.cell], ACT_CODES[nonlinearity]
     T, B, I0 = x.shape
     L, D, H = spec.num_layers, spec.directions, spec.hidden_size
@@ -103,7 +103,7 @@ def forward(spec, nonlinearity: str, params, x: np.ndarray, h0: np.ndarray, c0):
 
 
 def backward(spec, nonlinearity: str, params, data: Saved, dout, dh_n, dc_n):
-    entries, _ = _layout(spec)
+    entries, _ = packed_layout(spec)
     cell, act, L, D, T, B, I0, H = data.dims
     TB, dt = T * B, spec.dtype
     off, buf = data.off, data.buf

@@ -24,6 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from rnnfast.seqdata import Form, Split, TaskData
+from rnnfast.tasks import Task
+
 # The post's printed error (sum over the 8 bits of |y - o|) at updates 0, 1000, ..., 9000.
 PUBLISHED_ERRORS: list[float] = [
     3.45638663, 3.63389116, 3.91366595, 3.72191702, 3.5852713,
@@ -176,3 +179,90 @@ def validate(params: dict) -> dict:
         raise ValueError(f"updates: expected an int >= 1, given {out['updates']!r}")
     return {"bits": int(bits), "largest": int(largest), "init": out["init"],
             "updates": int(out["updates"])}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- the task
+
+
+class AdditionTask(Task):
+    """A set of `updates` examples of bits-step sequences (inputs a_t, b_t; target bit t of
+    a + b through a sigmoid, squared error / 2 summed over the bits), trained in order, one
+    example per update, in one epoch; no head bias (the post's network)."""
+
+    name = "addition"
+    description = "iamtrask's binary addition: add two numbers bit by bit"
+    keys = {
+        "bits": ("int", 1),
+        "largest": ("int", 1),
+        "init": ("choice", INITS),
+        "updates": ("int", 1),
+    }
+    defaults = {
+        "cell": "rnn",
+        "nonlinearity": "sigmoid",
+        "hidden_size": 16,
+        "num_layers": 1,
+        "bidirectional": False,
+        "bias": False,
+        "batch_size": 1,
+        "optimizer": "sgd",
+        "lr": 0.1,
+        "clip": 0.0,
+        "epochs": 1,
+        "bits": 8,
+        "largest": 128,
+        "init": "iamtrask",
+        "updates": 10_000,
+        "dtype": "float64",  # the post's arithmetic; float32 drifts 1e-5 from its figures
+    }
+    metrics = ("loss", "error", "updates")
+    metric_labels = {
+        "loss": "squared error ½·Σ(target − output)²",
+        "error": "sum of |target - output|",
+    }
+
+    def check(self, c: dict[str, Any]) -> None:
+        if c["batch_size"] != 1:
+            raise ValueError(
+                "batch_size: addition trains on one example per update, expected 1, "
+                f"got {c['batch_size']}"
+            )
+        if 2 * c["largest"] > 2 ** c["bits"]:
+            raise ValueError(
+                f"largest: a + b must fit in bits={c['bits']}: "
+                f"expected <= {2 ** (c['bits'] - 1)}, got {c['largest']}"
+            )
+        if c["init"] == "iamtrask" and (
+            c["cell"],
+            c["num_layers"],
+            c["bidirectional"],
+            c["bias"],
+        ) != ("rnn", 1, False, False):
+            raise ValueError(
+                "init: 'iamtrask' is the post's network (rnn, one layer, one direction, no "
+                "bias); use init='default' for other models"
+            )
+
+    def prepare(self, cfg: dict[str, Any], data: Any = None) -> TaskData:
+        if data is not None:
+            raise ValueError("data: the addition task generates its own data; got data=...")
+        U, bits = cfg["updates"], cfg["bits"]
+        init = None
+        if cfg["init"] == "iamtrask":
+            # weights first, then the pairs, from one legacy stream (the post's order)
+            rs, w_in, w_out, w_hh = iamtrask_init(cfg["seed"], 2, cfg["hidden_size"], 1)
+            a, b = sample_pairs(rs, U, cfg["largest"])
+
+            def init(cfg: dict, dtype) -> tuple[dict, list]:
+                rnn = {"weight_ih_l0": w_in.T.astype(dtype), "weight_hh_l0": w_hh.T.astype(dtype)}
+                return rnn, [w_out.T.astype(dtype)]
+        else:
+            seed32 = np.random.default_rng([cfg["seed"], 1, 0]).integers(2**31)
+            a, b = sample_pairs(np.random.RandomState(seed32), U, cfg["largest"])
+        x = np.stack([to_bits(a, bits), to_bits(b, bits)], axis=2).reshape(U, 2 * bits)
+        train = Split(x, to_bits(a + b, bits), U)
+        form = Form(inputs="dense", input_size=2, targets="sigmoid", outputs=1, per_step=True,
+                    mode="set", steps=bits, batch=1, reduction_sum=True,
+                    shuffle=False)  # fmt: skip
+        return TaskData(form, lambda epoch: train, U, 1, train_metrics=("loss", "error"),
+                        init=init, head_bias=False)  # fmt: skip

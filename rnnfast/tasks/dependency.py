@@ -26,6 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from rnnfast.seqdata import Form, Split, TaskData
+from rnnfast.tasks import Task
+
 DEFAULTS: dict[str, Any] = {
     "sequence_length": 1_000_000,
     "lags": (3, 8),
@@ -169,3 +172,83 @@ def validate(params: dict) -> dict:
         "shifts": tuple(float(v) for v in shifts),
         "base": float(base),
     }
+
+
+# ---------------------------------------------------------------------------- the task
+
+
+class DependencyTask(Task):
+    """A token stream (V = 2, one-hot) with a target at every step; fresh data each epoch from
+    numpy.random.default_rng([seed, 1, epoch]); truncated BPTT "tf" or "true"."""
+
+    name = "dependency"
+    description = "R2RT's lag-dependency task: a bit stream, targets depending on lagged bits"
+    keys = {
+        "num_steps": ("int", 1),
+        "truncation": ("choice", ("tf", "true")),
+        "sequence_length": ("int", 2),
+        "lags": ("int_list", 1),
+        "shifts": ("float_list", None),
+        "base": ("unit_float_closed", None),
+    }
+    defaults = {
+        "cell": "rnn",
+        "nonlinearity": "tanh",
+        "hidden_size": 4,
+        "num_layers": 1,
+        "bidirectional": False,
+        "bias": True,
+        "num_steps": 5,
+        "truncation": "tf",
+        "batch_size": 200,
+        "optimizer": "adagrad",
+        "lr": 0.1,
+        "clip": 0.0,
+        "epochs": 1,
+        "sequence_length": 1_000_000,
+        "lags": [3, 8],
+        "shifts": [0.5, -0.25],
+        "base": 0.5,
+    }
+    metrics = ("loss", "updates")
+    metric_labels = {"loss": "cross-entropy (nats)"}
+
+    def check(self, c: dict[str, Any]) -> None:
+        if c["bidirectional"]:
+            raise ValueError(
+                "bidirectional: the dependency task carries the state forward between "
+                "chunks, so it needs a one-directional network; got True"
+            )
+        if len(c["shifts"]) != len(c["lags"]):
+            raise ValueError(
+                f"shifts: expected one shift per lag ({len(c['lags'])}), got {c['shifts']!r}"
+            )
+        if len(set(c["lags"])) != len(c["lags"]):
+            raise ValueError(f"lags: expected distinct lags, got {c['lags']!r}")
+        rows = c["sequence_length"] // c["batch_size"]
+        if rows < c["num_steps"]:
+            raise ValueError(
+                f"num_steps: each of the batch_size={c['batch_size']} rows holds only "
+                f"{rows} steps of sequence_length={c['sequence_length']}; got {c['num_steps']}"
+            )
+
+    def reference_levels(self, cfg: dict[str, Any]) -> list[tuple[str, float]]:
+        return expected_cross_entropies(tuple(cfg["lags"]), tuple(cfg["shifts"]), cfg["base"])
+
+    def prepare(self, cfg: dict[str, Any], data: Any = None) -> TaskData:
+        if data is not None:
+            raise ValueError("data: the dependency task generates its own data; got data=...")
+        n, B0 = cfg["num_steps"], cfg["batch_size"]
+        form = Form(inputs="onehot", input_size=2, vocab=2, targets="classes", outputs=2,
+                    per_step=True, mode="stream", truncation=cfg["truncation"], steps=n,
+                    batch=B0)  # fmt: skip
+        args = (cfg["sequence_length"], tuple(cfg["lags"]), tuple(cfg["shifts"]), cfg["base"])
+
+        def train(epoch: int) -> Split:
+            x, y = generate(*args, np.random.default_rng([cfg["seed"], 1, epoch]))
+            xb, yb = batchify(x, y, B0)
+            return Split(xb.astype(np.int32), yb.astype(np.int32), xb.shape[1])
+
+        rows = cfg["sequence_length"] // B0
+        return TaskData(form, train, rows // n, cfg["epochs"],
+                        info={"expected_cross_entropies": self.reference_levels(cfg)})  # fmt: skip

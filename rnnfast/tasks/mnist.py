@@ -9,8 +9,8 @@ Variants (the image flattened row-major to 784 pixels p_0 ... p_783):
 ``prepare`` stores the images with their columns already in the order the network sees them
 (column t*I + i is input i of step t), so batching is a gather of rows. Training uses the first
 ``train_size`` training images (55,000 as in the tutorial), the test accuracy all 10,000 test
-images. ``fill_inputs`` writes a batch into the kernels' feature-major input layout
-X (I, T*B), X[i, t*B + b] = image[idx[b], t*I + i] / 255, from compiled code.
+images. For the training loop the images are a set of uint8 sequences with scale 1/255
+(rnnfast.seqdata), batches drawn from numpy.random.default_rng([seed, 2, epoch]).
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numba import njit
+
+from rnnfast.seqdata import Evaluation, Form, Split, TaskData, batch_order  # noqa: F401
+from rnnfast.tasks import Task
 
 VARIANTS = ("rows", "pixels", "permuted")
 PIXELS = 784  # 28 x 28
@@ -35,7 +37,7 @@ DEFAULTS: dict[str, Any] = {
 
 
 @dataclass
-class MnistTask:
+class MnistData:
     train_images: np.ndarray  # (N, 784) uint8, C-contiguous, columns in the order seen
     train_labels: np.ndarray  # (N,) int64
     test_images: np.ndarray  # (N_test, 784) uint8, same column order
@@ -85,7 +87,7 @@ def prepare(
     variant: str = "rows",
     train_size: int = 55_000,
     permutation_seed: int = 0,
-) -> MnistTask:
+) -> MnistData:
     """The task from ``load_mnist``'s dict: the first ``train_size`` training images, all test
     images, columns reordered for ``variant``. Raises ValueError on a bad variant/train_size."""
     T, I = shape_of(variant)
@@ -105,7 +107,7 @@ def prepare(
     train = train[:train_size]
     if variant == "permuted":
         train, test = train[:, perm], test[:, perm]
-    return MnistTask(
+    return MnistData(
         train_images=np.ascontiguousarray(train),
         train_labels=np.ascontiguousarray(train_labels),
         test_images=np.ascontiguousarray(test),
@@ -116,40 +118,6 @@ def prepare(
         permutation=perm,
         variant=variant,
     )
-
-
-def batch_order(n_train: int, batch_size: int, rng: np.random.Generator) -> np.ndarray:
-    """One epoch's batches, (n_train // batch_size, batch_size) int64: a fresh permutation of
-    range(n_train) from ``rng``, the last incomplete batch dropped (55000 / 100 = 550)."""
-    if not _is_int(n_train) or n_train < 1:
-        raise ValueError(f"n_train: expected an int >= 1, given {n_train!r}")
-    if not _is_int(batch_size) or not 1 <= batch_size <= n_train:
-        raise ValueError(f"batch_size: expected an int in [1, n_train = {n_train}], "
-                         f"given {batch_size!r}")  # fmt: skip
-    updates = n_train // batch_size
-    order = rng.permutation(n_train).astype(np.int64)
-    return np.ascontiguousarray(order[: updates * batch_size].reshape(updates, batch_size))
-
-
-@njit(cache=True)
-def fill_inputs(images, idx, T, I, out):
-    """out[i*(T*B) + t*B + b] = images[idx[b], t*I + i] / 255 in out's dtype.
-
-    images,  # (N, T*I) uint8, C-contiguous
-    idx,     # (B,) integer rows of images
-    out,     # (I, T*B) or (I*T*B,) float32/float64, C-contiguous; overwritten
-    Scaling multiplies by 1/255 rounded to out's dtype, so float32 stays float32 (to_float
-    gives the same values for whole arrays).
-    """
-    B = idx.shape[0]
-    flat = out.reshape(out.size)  # a view: out is C-contiguous
-    scale = out.dtype.type(1.0 / 255.0)
-    for b in range(B):
-        row = images[idx[b]]
-        for t in range(T):
-            for i in range(I):
-                flat[i * (T * B) + t * B + b] = row[t * I + i] * scale
-    return out
 
 
 def to_float(images: np.ndarray, dtype=np.float64) -> np.ndarray:
@@ -187,3 +155,61 @@ def validate(params: dict) -> dict:
         "data_dir": d,
         "permutation_seed": int(out["permutation_seed"]),
     }
+
+
+# ---------------------------------------------------------------------------- the task
+
+
+class MnistTask(Task):
+    name = "mnist"
+    description = "sequential MNIST: an image as a sequence of rows or pixels, classified"
+    keys = {
+        "variant": ("choice", VARIANTS),
+        "train_size": ("int", 1),
+        "data_dir": ("str_or_none", None),
+        "permutation_seed": ("int", 0),
+        "eval_batch": ("int", 1),
+    }
+    defaults = {
+        "cell": "lstm",
+        "nonlinearity": "tanh",
+        "hidden_size": 100,
+        "num_layers": 1,
+        "bidirectional": False,
+        "bias": True,
+        "batch_size": 100,
+        "optimizer": "adam",
+        "lr": 1e-4,
+        "clip": 0.0,
+        "epochs": 10,
+        "variant": "rows",
+        "train_size": 55_000,
+        "data_dir": None,
+        "permutation_seed": 0,
+        "eval_batch": 1000,
+    }
+    metrics = ("loss", "test_accuracy", "updates")
+    metric_labels = {"loss": "cross-entropy (nats)", "test_accuracy": "test accuracy"}
+    location_keys = ("data_dir",)  # where the data lives is not part of a run's identity
+
+    def prepare(self, cfg: dict[str, Any], data: Any = None) -> TaskData:
+        from rnnfast.tasks.mnist_data import load_mnist  # noqa: PLC0415
+
+        if data is not None:
+            raise ValueError("data: the mnist task reads MNIST itself (data_dir); got data=...")
+        m = prepare(load_mnist(cfg["data_dir"]), cfg["variant"], train_size=cfg["train_size"],
+                    permutation_seed=cfg["permutation_seed"])  # fmt: skip
+        n = len(m.train_labels)
+        if cfg["batch_size"] > n:
+            raise ValueError(
+                f"batch_size: expected at most train_size={n}, got {cfg['batch_size']}"
+            )
+        form = Form(inputs="quantized", input_size=m.input_size, scale=1.0 / 255.0,
+                    targets="classes", outputs=CLASSES, per_step=False, mode="set",
+                    steps=m.steps, batch=cfg["batch_size"])  # fmt: skip
+        train = Split(m.train_images, m.train_labels.astype(np.int32).reshape(-1, 1), n)
+        test = Split(m.test_images, m.test_labels.astype(np.int32).reshape(-1, 1),
+                     len(m.test_labels))  # fmt: skip
+        batch = min(cfg["eval_batch"], len(m.test_labels))
+        evals = [Evaluation("test", test, ("accuracy",), every_epoch=True, batch=batch)]
+        return TaskData(form, lambda epoch: train, n // cfg["batch_size"], cfg["epochs"], evals)

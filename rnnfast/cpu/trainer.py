@@ -1,0 +1,140 @@
+"""The CPU training driver: a RunSetup's buffers, the thread policy and the compiled calls
+(rnnfast/cpu/_train.py), serving rnnfast.run_setup.steps()'s requests.
+"""
+
+import time
+
+import numpy as np
+
+from rnnfast.codes import HEAD_ALL
+from rnnfast.cpu._chunks import train_sizes
+from rnnfast.cpu._split import one_blas_thread, split_chunks
+from rnnfast.cpu._train import Optim, State, Work, evaluate, train_updates
+from rnnfast.params import Spec
+from rnnfast.run_setup import RunSetup, TrainResult, steps
+
+# Per-step products below this many multiply-adds run on one BLAS thread (config threads=None).
+# Measured (bench_train.py, 2 cores): OpenBLAS splits e.g. the 64x64x200 products of the
+# dependency task over 2 threads, which gained little on an idle machine and was 5-7x slower
+# whenever another process was busy (a thread waiting for a descheduled one at every step).
+SINGLE_THREAD_BELOW = 2_000_000
+# Batch chunks in the fused loop from this much work per update (T * G*H * (H + 8) * B, as in
+# rnnfast.cpu._split), higher than for a kernel call: an update of the dependency task with
+# n = 10, H = 16 (768,000) took 101 us serial and 113 us in 2 chunks; n = 20 (1.5 M) 230 vs
+# 201 us, H = 64 (9.2 M) 811 vs 568 us, MNIST rows LSTM 100 (121 M) 7.9-12.3 vs 7.4-7.6 ms.
+TRAIN_SPLIT_MIN_WORK = 1_200_000
+
+
+def train_chunks(cfg: dict, spec: Spec, steps: int, batch: int) -> int:
+    """Batch chunks the fused loop's layers run in parallel: rnnfast.cpu._split's policy,
+    with the config's threads (if set) as the thread count and TRAIN_SPLIT_MIN_WORK."""
+    return split_chunks(spec.cell, spec.hidden_size, batch, steps, cfg["threads"],
+                        TRAIN_SPLIT_MIN_WORK)  # fmt: skip
+
+
+def blas_threads(cfg: dict, spec: Spec, steps: int, batch: int) -> int | None:
+    """BLAS threads for a run: 1 when the batch runs in chunks (the chunks are the threads),
+    else the config's threads, else 1 for small models, else None (the library default: all
+    cores)."""
+    if train_chunks(cfg, spec, steps, batch) > 1:
+        return 1
+    if cfg["threads"] is not None:
+        return cfg["threads"]
+    per_step = spec.gates * spec.hidden_size * spec.hidden_size * batch
+    return 1 if per_step < SINGLE_THREAD_BELOW else None
+
+
+class _Buffers:
+    """State and Work tuples for batch B (the compiled loops' named groups)."""
+
+    def __init__(self, s: RunSetup, B: int, nchunks: int) -> None:
+        spec, dt, T, I0, C = s.spec, s.dt, s.T, s.I0, s.C
+        L, D, H = spec.num_layers, spec.directions, spec.hidden_size
+        n_saved, n_scratch = train_sizes(int(s.model[0]), L, D, T, B, I0, H, nchunks)
+        ncols = T * B if s.form.head == HEAD_ALL else B
+        embed = s.form.inputs == "embed"
+        shape = (L * D, B, H)
+        zeros = np.zeros(shape, dt)
+        self.state = State(np.zeros(shape, dt), np.zeros(shape, dt), zeros, zeros,
+                           np.zeros(shape, dt), np.zeros(shape, dt))  # fmt: skip
+        self.work = Work(
+            np.zeros(int(n_saved), dt), np.zeros(int(n_scratch), dt), np.zeros_like(s.theta),
+            np.zeros(C * ncols, dt), np.zeros(C * ncols, dt), np.zeros(ncols, dt),
+            np.zeros(ncols, dt), np.zeros(ncols, np.int64), np.zeros(C * ncols, dt),
+            np.zeros(I0 * T * B if embed and nchunks == 1 else 0, dt),
+            np.zeros((T, B, I0) if embed and nchunks > 1 else (0, 0, 0), dt),
+        )  # fmt: skip
+
+
+class CpuTrainer:
+    """Serves steps()'s requests for one run on the CPU."""
+
+    def __init__(self, setup: RunSetup) -> None:
+        s = self.setup = setup
+        self.nchunks = train_chunks(s.cfg, s.spec, s.T, s.B)
+        self.buf = _Buffers(s, s.B, self.nchunks)
+        self.optim = Optim(s.opt.code, s.hyper, s.s1, s.s2, float(s.cfg["clip"]))
+        self._eval_bufs: dict[int, tuple[_Buffers, int]] = {}
+
+    def warm_up(self) -> float:
+        """Compile (or load from Numba's cache) the kernels this run uses; seconds taken."""
+        t0 = time.perf_counter()
+        nothing = np.zeros(0)
+        self.run_updates(self.setup.epoch_data(1), 0, 0, 0, nothing, nothing)
+        if self.setup.data.evaluations:
+            self.evaluate(0, n_updates=0)
+        return time.perf_counter() - t0
+
+    def run_updates(self, data, u0: int, n: int, step0: int, losses, errors) -> int:
+        s, b = self.setup, self.buf
+        return train_updates(s.model, s.form_vec, s.theta, s.woff, self.optim, data, b.state,
+                             b.work, u0, n, step0, losses, errors, self.nchunks)  # fmt: skip
+
+    def reset_state(self) -> None:
+        self.buf.state.h[:] = 0
+        self.buf.state.c[:] = 0
+
+    def evaluate(self, k: int, n_updates: int | None = None) -> tuple[float, int, int]:
+        s = self.setup
+        data, U, n_valid, batch = s.eval_data(k)
+        if batch not in self._eval_bufs:
+            nc = train_chunks(s.cfg, s.spec, s.T, batch)
+            self._eval_bufs[batch] = (_Buffers(s, batch, nc), nc)
+        bufs, nc = self._eval_bufs[batch]
+        model = s.model.copy()
+        model[5] = batch  # M_B
+        with one_blas_thread(nc > 1):
+            loss, correct, counted = evaluate(model, s.form_vec, s.theta, s.woff, data,
+                                              U if n_updates is None else n_updates, n_valid,
+                                              bufs.state, bufs.work, nc)  # fmt: skip
+        return float(loss), int(correct), int(counted)
+
+    def drive(self, gen) -> TrainResult:
+        """Serve steps()'s requests (see rnnfast.run_setup.steps)."""
+        try:
+            req = next(gen)
+            while True:
+                if req[0] == "updates":
+                    _, data, u, n, step, losses, errors, reset = req
+                    if reset:
+                        self.reset_state()
+                    answer = self.run_updates(data, u, n, step, losses, errors)
+                elif req[0] == "evaluate":
+                    answer = self.evaluate(req[1])
+                else:  # "sync": setup.theta is already current
+                    answer = None
+                req = gen.send(answer)
+        except StopIteration as stop:
+            return stop.value
+
+
+def train_cpu(setup: RunSetup, progress, t_start: float) -> TrainResult:
+    tr = CpuTrainer(setup)
+    compile_time = tr.warm_up()
+    threads = blas_threads(setup.cfg, setup.spec, setup.T, setup.B)
+    if threads is None:
+        return tr.drive(steps(setup, compile_time, progress, t_start))
+    from threadpoolctl import threadpool_limits  # noqa: PLC0415
+
+    with threadpool_limits(limits=threads, user_api="blas"):
+        return tr.drive(steps(setup, compile_time, progress, t_start))

@@ -1,0 +1,5 @@
+from rnnfast.tasks import Task
+
+
+class SequencesTask(Task):
+    name = "sequences"
