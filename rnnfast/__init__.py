@@ -13,6 +13,10 @@ def __getattr__(name: str):
         from rnnfast import training  # noqa: PLC0415
 
         return getattr(training, name)
+    if name == "sample":
+        from rnnfast.tasks.text import sample  # noqa: PLC0415
+
+        return sample
     if name == "load_results":
         from rnnfast.store import load_results  # noqa: PLC0415
 
@@ -32,5 +36,6 @@ __all__ = [
     "forward",
     "init_params",
     "load_results",
+    "sample",
     "train",
 ]

@@ -119,7 +119,12 @@ def run() -> None:
 
 
 @run.command("one")
-@click.option("--task", type=click.Choice(["dependency", "mnist", "addition"]), required=True)
+@click.option(
+    "--task",
+    required=True,
+    help="A built-in task (`rnnfast tasks` lists them) or package.module:Name (imports your "
+    "module).",
+)
 @click.argument("settings", nargs=-1)
 @click.option(
     "--curves",
@@ -178,41 +183,66 @@ def run_one(
         sys.exit(1)
 
 
+@main.command("tasks")
+def tasks_cmd() -> None:
+    """List the built-in tasks with their own config keys."""
+    from rnnfast.tasks import builtin_names, get_task  # noqa: PLC0415
+
+    for name in builtin_names():
+        task = get_task(name)
+        click.echo(f"{name}: {task.description}")
+        click.echo(f"    keys: {', '.join(task.keys) or '(none)'}")
+        click.echo(f"    metrics: {', '.join(task.metrics)}")
+
+
 @main.group()
 def data() -> None:
     """Get the data sets the tasks use."""
 
 
-@data.command("mnist")
-@click.option(
-    "--from",
-    "source",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Install the four MNIST IDX files (gzip or raw) from this directory instead of "
-    "downloading them.",
-)
-@click.option(
-    "--dest",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where to put them (default: $RNNFAST_DATA/mnist, else the user cache directory).",
-)
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def data_mnist(source: Path | None, dest: Path | None, quiet: bool) -> None:
-    """Download MNIST (checksums verified), or install it from local files.
+def _dataset_command(name: str, title: str) -> None:
+    @data.command(name)
+    @click.option(
+        "--from",
+        "source",
+        type=click.Path(exists=True, file_okay=False, path_type=Path),
+        help=f"Install the {title} files (gzip or raw) from this directory instead of "
+        "downloading them.",
+    )
+    @click.option(
+        "--dest",
+        type=click.Path(file_okay=False, path_type=Path),
+        help=f"Where to put them (default: $RNNFAST_DATA/{name}, else the user cache directory).",
+    )
+    @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+    def command(source: Path | None, dest: Path | None, quiet: bool) -> None:
+        from rnnfast.tasks import dataset_module  # noqa: PLC0415
 
-    rnnfast data mnist
-    rnnfast data mnist --from ~/Downloads/mnist
+        module = dataset_module(name)
+        try:
+            if source is not None:
+                where = module.install_from(source, dest)
+            else:
+                where = module.download(dest, progress=not quiet)
+        except (ValueError, OSError) as err:
+            raise click.ClickException(str(err)) from None
+        click.echo(f"{title} is in {where}")
+
+    command.__doc__ = f"""Download {title} (checksums verified), or install it from local files.
+
+    rnnfast data {name}
+    rnnfast data {name} --from DIR
     """
-    from rnnfast.tasks import mnist_data  # noqa: PLC0415
 
-    try:
-        if source is not None:
-            where = mnist_data.install_from(source, dest)
-        else:
-            where = mnist_data.download(dest, progress=not quiet)
-    except (ValueError, OSError) as err:
-        raise click.ClickException(str(err)) from None
-    click.echo(f"MNIST is in {where}")
+
+def _register_datasets() -> None:
+    from rnnfast.tasks import DATASETS  # noqa: PLC0415  (a dict: imports no task module)
+
+    for name, (_, title) in DATASETS.items():
+        _dataset_command(name, title)
+
+
+_register_datasets()
 
 
 class InputError(click.ClickException):

@@ -1,7 +1,7 @@
 """Grid files: a set of training runs declared in TOML, validated as a whole before any runs.
 
     name = "dependency-r2rt"        # required, [A-Za-z0-9._-]+: the results directory's name
-    task = "dependency"             # required
+    task = "dependency"             # required: a built-in task or "package.module:Name"
     description = "..."             # optional
     [fixed]                         # rnnfast.train keys shared by every run
     lr = 0.1
@@ -37,23 +37,17 @@ import numpy as np
 import pandas as pd
 
 from rnnfast.config import (
-    TASKS,
     check_value,
     known_keys,
     resolve,
     schema,
     unknown_key_error,
 )
+from rnnfast.tasks import builtin_names, get_task
 
 _TOP = ("name", "task", "description", "fixed", "grid", "expect")
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
 _BAND_KEYS = ("metric", "where", "min", "max", "value", "tolerance", "step", "per", "label")
-# The keys of TrainResult.final per task; all but "updates" are also curve metrics (for step).
-METRICS = {
-    "dependency": ("loss", "updates"),
-    "mnist": ("loss", "test_accuracy", "updates"),
-    "addition": ("loss", "error", "updates"),
-}
 
 
 class GridError(ValueError):
@@ -144,11 +138,34 @@ def run_id(config: dict[str, Any]) -> str:
     name or file, the results directory, key order. Changing a default in rnnfast.config, or
     adding a key to the schema, changes the ids of the runs it affects.
     """
-    identity = {k: v for k, v in config.items() if k not in NON_IDENTITY_KEYS}
+    task = get_task(config["task"])
+    skip = NON_IDENTITY_KEYS | set(task.location_keys)
+    identity = {k: v for k, v in config.items() if k not in skip}
+    files = task.data_files(config)
+    if files:
+        identity["data_sha256"] = sorted(file_sha256(f) for f in files)
     return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:16]
 
 
-NON_IDENTITY_KEYS = frozenset({"data_dir", "threads"})
+NON_IDENTITY_KEYS = frozenset({"threads"})
+_SHA_CACHE: dict[tuple, str] = {}
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (cached by path, size and modification time)."""
+    p = Path(path).resolve()
+    try:
+        st = p.stat()
+        key = (str(p), st.st_size, st.st_mtime_ns)
+        if key not in _SHA_CACHE:
+            h = hashlib.sha256()
+            with open(p, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            _SHA_CACHE[key] = h.hexdigest()
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read ({e.strerror})") from None
+    return _SHA_CACHE[key]
 
 
 def format_point(point: dict[str, Any]) -> str:
@@ -177,10 +194,11 @@ def _key_problem(key: str, schema: dict, task: str) -> str | None:
     return str(unknown_key_error(key, list(schema)))
 
 
-def _axis(key: str, spec: tuple[str, Any], values: Any, from_cli: bool = False) -> list:
+def _axis(key: str, spec: tuple[str, Any], values: Any, from_cli: bool = False,
+          non_identity: frozenset = NON_IDENTITY_KEYS) -> list:  # fmt: skip
     """A grid axis: a non-empty list of distinct valid values (lists of lists for list keys)."""
     list_key = spec[0] in ("int_list", "float_list")
-    if key in NON_IDENTITY_KEYS and not (isinstance(values, list) and len(values) == 1):
+    if key in non_identity and not (isinstance(values, list) and len(values) == 1):
         raise ValueError(
             f"{key}: not a grid axis: it is not part of a run's identity (runs differing only in "
             f"{key} would share one run_id); set it in [fixed], got {values!r}"
@@ -217,7 +235,7 @@ def _band(raw: Any, task: str, schema: dict) -> Band:
     for key in raw:
         if key not in _BAND_KEYS:
             raise ValueError(f"{unknown_key_error(key, list(_BAND_KEYS))}; expected {_BAND_KEYS}")
-    metric, options = raw.get("metric"), list(METRICS[task])
+    metric, options = raw.get("metric"), list(get_task(task).metrics)
     if metric is None:
         raise ValueError(f"metric: missing; expected one of {options}")
     if metric not in options:
@@ -277,6 +295,13 @@ def _read(path: Path) -> dict:
         raise GridError([f"{path}: TOML syntax error: {e}"]) from None
 
 
+def _near(grid_path: Path, key: str, value: Any, task: Any) -> Any:
+    """A relative path in a grid file's location keys (data files) is relative to the file."""
+    if key in task.location_keys and isinstance(value, str) and not Path(value).is_absolute():
+        return str(grid_path.parent / value)
+    return value
+
+
 def load_grid(path: str | Path, overrides: dict[str, list] | None = None) -> Grid:
     """Read and validate a grid file; raise GridError listing every problem, one per line.
 
@@ -304,12 +329,16 @@ def load_grid(path: str | Path, overrides: dict[str, list] | None = None) -> Gri
         problems.append(f"description: expected a string, got {description!r}")
     task = doc.get("task")
     if task is None:
-        problems.append(f"task: missing; expected one of {list(TASKS)}")
-    elif task not in TASKS:
-        problems.append(f"task: expected one of {list(TASKS)}, got {task!r}")
-    if task not in TASKS:
+        problems.append(f"task: missing; expected one of {builtin_names()} or "
+                        "'package.module:Name'")  # fmt: skip
         raise fail()
+    try:
+        task_obj = get_task(task)
+    except ValueError as e:
+        problems.append(str(e))
+        raise fail() from None
     schema = _schema(task)
+    non_identity = NON_IDENTITY_KEYS | set(task_obj.location_keys)
     sections = {}
     for sec, kind in (("fixed", dict), ("grid", dict), ("expect", list)):
         value = doc.get(sec, kind())
@@ -324,7 +353,7 @@ def load_grid(path: str | Path, overrides: dict[str, list] | None = None) -> Gri
         try:
             if problem := _key_problem(key, schema, task):
                 raise ValueError(problem)
-            fixed[key] = check_value(key, *schema[key], value)
+            fixed[key] = _near(path, key, check_value(key, *schema[key], value), task_obj)
         except ValueError as e:
             problems.append(f"[fixed] {e}")
     axes: dict[str, list] = {}
@@ -334,14 +363,15 @@ def load_grid(path: str | Path, overrides: dict[str, list] | None = None) -> Gri
                 raise ValueError(problem)
             if key in sections["fixed"]:
                 raise ValueError(f"{key}: also in [fixed]; set it in one place")
-            axes[key] = _axis(key, schema[key], values)
+            axes[key] = [_near(path, key, v, task_obj)
+                         for v in _axis(key, schema[key], values, non_identity=non_identity)]
         except ValueError as e:
             problems.append(f"[grid] {e}")
     for key, values in (overrides or {}).items():
         try:
             if problem := _key_problem(key, schema, task):
                 raise ValueError(problem)
-            axes[key] = _axis(key, schema[key], values, from_cli=True)
+            axes[key] = _axis(key, schema[key], values, from_cli=True, non_identity=non_identity)
             fixed.pop(key, None)
         except ValueError as e:
             problems.append(f"-p {e}")

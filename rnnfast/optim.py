@@ -55,6 +55,7 @@ from rnnfast.codes import (  # noqa: E402
     OPT_SGD,
     OPTIMIZERS,
 )
+
 _DEFAULT_EPS = {"sgd": 1e-8, "adagrad": 1e-10, "adam": 1e-8, "rmsprop": 1e-8}
 # The hyperparameters (besides lr) each optimizer accepts.
 _KEYS = {

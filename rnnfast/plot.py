@@ -34,9 +34,9 @@ The rules, in order:
   points average the points there are), before the mean over seeds. The point at update s
   is then the mean of updates s-N+1..s, like R2RT's "mean loss over the last 100 updates"
   and like final.loss (the mean of the last 100 updates).
-- reference: for the dependency task and metric "loss", dashed horizontal lines at the
-  analytic cross-entropy levels of each facet's runs (from their lags, shifts and base, by
-  rnnfast.tasks.dependency.expected_cross_entropies), labelled at the right edge: outside
+- reference: for metric "loss", dashed horizontal lines at the reference levels the runs'
+  task gives for each facet's runs (rnnfast.tasks.Task.reference_levels: the dependency
+  task's analytic cross-entropies from lags, shifts and base), labelled at the right edge: outside
   the axes (never over the data) when every facet has the same levels, else inside each
   facet above its lines.
 - Layout: facets share both axes, about 4.6 x 3.3 inches each; the title names the task,
@@ -66,8 +66,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
-from rnnfast.config import TASKS, known_keys, resolve
-from rnnfast.tasks import dependency
+from rnnfast.config import known_keys, resolve
+from rnnfast.tasks import get_task
 
 X_CHOICES = ("step", "epoch")
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
@@ -239,25 +239,43 @@ def _as_tuple(v: Any, cast, default: tuple) -> tuple:
     return (cast(v),)
 
 
-def _reference_levels(sel: pd.DataFrame) -> list[tuple[str, float]]:
-    """(label, level) of the analytic cross-entropies of the dependency runs in sel, largest
-    first; levels shared by several (lags, shifts, base) are drawn once."""
-    d = dependency.DEFAULTS
-    params = set()
-    for _, r in sel.iterrows():
-        if _norm(r.get("task", _MISSING)) != "dependency":
+def _row_config(task: Any, row: pd.Series) -> dict[str, Any]:
+    """A run's config from its stored row: the task's defaults, then the row's own values
+    (lists may come back as strings "3,8" or tuples from a store)."""
+    cfg = dict(resolve({"task": task.name or row["task"]}))
+    for key, (kind, _) in task.keys.items():
+        v = _norm(row.get(key, _MISSING))
+        if v is _MISSING:
             continue
-        lags = _as_tuple(_norm(r.get("lags", _MISSING)), int, tuple(d["lags"]))
-        shifts = _as_tuple(_norm(r.get("shifts", _MISSING)), float, tuple(d["shifts"]))
-        base = _norm(r.get("base", _MISSING))
-        params.add((lags, shifts, float(d["base"] if base is _MISSING else base)))
-    levels: dict[float, tuple[str, float]] = {}
-    for p in sorted(params):
-        suffix = f" [lags {_fmt(p[0])}, shifts {_fmt(p[1])}, base {_fmt(p[2])}]"
-        for name, value in dependency.expected_cross_entropies(*p):
-            label = f"{name} {value:.3f}" + (suffix if len(params) > 1 else "")
-            levels.setdefault(round(value, 4), (label, value))
-    return [levels[k] for k in sorted(levels, reverse=True)]
+        if kind in ("int_list", "float_list"):
+            v = list(_as_tuple(v, int if kind == "int_list" else float, ()))
+        cfg[key] = v
+    return cfg
+
+
+def _reference_levels(sel: pd.DataFrame) -> list[tuple[str, float]]:
+    """(label, level) of the reference levels (rnnfast.tasks.Task.reference_levels) of the
+    runs in sel, largest first; levels shared by several settings are drawn once, and where
+    the settings differ the labels name the task keys that differ."""
+    sets: dict[tuple, list[tuple[str, float]]] = {}
+    for _, r in sel.iterrows():
+        try:
+            task = get_task(_norm(r.get("task", _MISSING)))
+            cfg = _row_config(task, r)
+            levels = task.reference_levels(cfg)
+        except (ValueError, TypeError):
+            continue  # a plug-in task not importable here, or a run of another shape
+        if levels:
+            own = tuple((k, _norm(cfg[k])) for k in task.keys if k in cfg)
+            sets.setdefault(own, levels)
+    differ = {k for own in sets for k, v in own if any(dict(o).get(k) != v for o in sets)}
+    out: dict[float, tuple[str, float]] = {}
+    for own in sorted(sets, key=repr):
+        parts = [f"{k} {_fmt(v)}" for k, v in own if k in differ]
+        suffix = f" [{', '.join(parts)}]" if parts else ""
+        for name, value in sets[own]:
+            out.setdefault(round(value, 4), (f"{name} {value:.3f}{suffix}", value))
+    return [out[k] for k in sorted(out, reverse=True)]
 
 
 def _draw_reference(ax, levels: list[tuple[str, float]]) -> None:
@@ -289,15 +307,16 @@ def _label_reference(ax, levels: list[tuple[str, float]], outside: bool, axes_h:
 
 
 def _y_label(metric: str, tasks: list[Any]) -> str:
-    if metric == "loss":
-        if tasks and all(t in ("dependency", "mnist") for t in tasks):
-            return "cross-entropy (nats)"
-        if tasks == ["addition"]:
-            return "squared error ½·Σ(target − output)²"
-        return "loss"
-    return {"error": "sum of |target - output|", "test_accuracy": "test accuracy"}.get(
-        metric, metric.replace("_", " ")
-    )
+    """The tasks' own label for the metric where they agree, else the metric's name."""
+    labels = set()
+    for t in tasks:
+        try:
+            labels.add(get_task(t).metric_labels.get(metric))
+        except ValueError:
+            labels.add(None)
+    if len(labels) == 1 and None not in labels:
+        return labels.pop()
+    return metric.replace("_", " ")
 
 
 def _title(plan: _Plan, tasks: list[Any], metric: str, per_epoch: bool, smooth: int | None,
@@ -310,8 +329,11 @@ def _title(plan: _Plan, tasks: list[Any], metric: str, per_epoch: bool, smooth: 
     if smooth is not None and smooth > 1:
         head += f", trailing mean of {smooth} {'epochs' if per_epoch else 'updates'}"
     defaults: dict[str, Any] = {}
-    if len(tasks) == 1 and tasks[0] in TASKS:
-        defaults = {k: _norm(v) for k, v in resolve({"task": tasks[0]}).items()}
+    if len(tasks) == 1:
+        try:
+            defaults = {k: _norm(v) for k, v in resolve({"task": tasks[0]}).items()}
+        except ValueError:  # a plug-in task that cannot be imported here
+            defaults = {}
     shown = (plan.hue, plan.col, plan.row, *_TITLE_SKIP)
     fixed = [k for k, v in plan.values.items()
              if k not in shown and len(set(v)) == 1 and v[0] is not _MISSING

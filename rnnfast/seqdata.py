@@ -123,7 +123,8 @@ class Split:
         none_i = np.zeros((1, 1), np.int32)
         x = self.x
         xd = np.ascontiguousarray(x, dt) if form.inputs == "dense" else none_f
-        xq = np.ascontiguousarray(x, np.uint8) if form.inputs == "quantized" else np.zeros((1, 1), np.uint8)
+        quantized = form.inputs == "quantized"
+        xq = np.ascontiguousarray(x, np.uint8) if quantized else np.zeros((1, 1), np.uint8)
         xt = np.ascontiguousarray(x, np.int32) if form.inputs in ("onehot", "embed") else none_i
         classes = form.targets == "classes"
         yc = np.ascontiguousarray(self.y, np.int32) if classes else none_i

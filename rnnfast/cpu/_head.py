@@ -14,14 +14,12 @@ Z and dZ are (C, ncols) row-major; the top layer's outputs are read in place fro
 history buffer (see rnnfast/cpu/_kernels.py for its layout).
 """
 
-import numpy as np
 from numba import njit
 
 from rnnfast._blas import gemm
 from rnnfast.cells._math import vexp, vlog, vsigmoid
-from rnnfast.cpu._linalg import lane_sum, rowsum_acc
-
 from rnnfast.codes import HEAD_ALL, TGT_CLASSES, TGT_REALS
+from rnnfast.cpu._linalg import lane_sum, rowsum_acc
 
 
 @njit(cache=True, error_model="numpy")

@@ -29,14 +29,12 @@ from numba import njit
 
 from rnnfast.codes import (
     F_CARRY,
-    F_E,
     F_EO,
     F_HEAD,
     F_INPUTS,
     F_MODE,
     F_SUM,
     F_TARGETS,
-    F_V,
     HEAD_ALL,
     IN_DENSE,
     IN_EMBED,
@@ -225,9 +223,11 @@ def train_updates(
 def evaluate(model, form, theta, woff, data, n_updates, n_valid, state, work, nchunks):
     """Metrics of the current parameters over a split laid out like training data, in
     n_updates batches (set mode: order (U, B) with the last batch padded, of which the first
-    n_valid sequences in all count; stream: every window, the state carried). Returns (loss sum, correct, counted): the loss
-    summed over targets (each per-step or per-sequence target once; the mean over the C
-    outputs of reals), and for classes how many argmax predictions were right."""
+    n_valid sequences in all count; stream: every window, the state carried).
+
+    Returns (loss sum, correct, counted): the loss summed over targets (each per-step or
+    per-sequence target once; the mean over the C outputs of reals), and for classes how many
+    argmax predictions were right."""
     cell, act, L, D, T, B, I0, H, C, wo, bo = model
     X, hist, Lh, _, _ = train_views(cell, L, D, T, B, I0, H, work.saved, work.saved[:0], nchunks)
     head_mode = form[F_HEAD]

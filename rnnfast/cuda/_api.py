@@ -9,7 +9,6 @@ import numpy as np
 from numba import cuda
 
 from rnnfast.cells import ACT_CODES, CELL_CODES, CELL_LSTM
-from rnnfast.params import packed_layout
 from rnnfast.cuda._layers import (
     S_DO,
     S_DX,
@@ -21,6 +20,7 @@ from rnnfast.cuda._layers import (
     layout,
     weight_grads,
 )
+from rnnfast.params import packed_layout
 
 MAX_THREADS = 256
 WGRAD_THREADS = 128

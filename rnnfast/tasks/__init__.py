@@ -28,6 +28,9 @@ class Task:
     metrics: tuple[str, ...] = ("loss", "updates")
     # y-axis labels of the task's metrics in plots
     metric_labels: dict[str, str] = {}
+    # keys that say where data lives (paths): not part of a run's identity; the content of
+    # data_files() is
+    location_keys: tuple[str, ...] = ()
 
     def check(self, cfg: dict[str, Any]) -> None:
         """Raise ValueError (one line, naming the key) for combinations of a resolved config
@@ -61,6 +64,14 @@ def _builtin() -> dict[str, type[Task]]:
 
 
 _CACHE: dict[str, Task] = {}
+
+# Data sets the built-in tasks can fetch (`rnnfast data NAME`): name -> (module, title). Each
+# module has download(dest, progress) and install_from(source, dest), both returning the folder.
+DATASETS = {"mnist": ("rnnfast.tasks.mnist_data", "MNIST")}
+
+
+def dataset_module(name: str):
+    return importlib.import_module(DATASETS[name][0])
 
 
 def builtin_names() -> list[str]:

@@ -207,7 +207,7 @@ def _read_cases(lines: list[str], start: int, h: _Header, where: str) -> TsData:
     classify = bool(h.class_label)
     class_ids = {c: k for k, c in enumerate(h.class_names)} if classify else {}
     want_dims = 1 if h.univariate else h.dimensions  # None: the first case decides
-    dims_from = "@univariate true" if h.univariate else "@dimensions"
+    dims_from = "@univariate true" if h.univariate else f"@dimensions {h.dimensions}"
     want_len = h.series_length if h.equal_length else None
     len_from = "@seriesLength"
 
@@ -243,10 +243,10 @@ def _read_cases(lines: list[str], start: int, h: _Header, where: str) -> TsData:
 
         dims = fields[:-1]
         if want_dims is None:
-            want_dims, dims_from = len(dims), f"the first case (line {i + 1})"
+            want_dims, dims_from = len(dims), f"as the first case, line {i + 1}"
         if len(dims) != want_dims:
             raise ValueError(
-                f"{at}: expected {want_dims} dimensions (from {dims_from}), got {len(dims)}"
+                f"{at}: expected {want_dims} dimensions, got {len(dims)} ({dims_from})"
             )
         x = _case(dims, at)
         if want_len is None and h.equal_length:
