@@ -164,7 +164,9 @@ def run_one(
     try:
         with bar if show else contextlib.nullcontext():
             result = train(config, progress=progress if show else None)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:  # RuntimeError: no cuda
+    except (ValueError, FileNotFoundError) as err:  # the config's data: bad input
+        raise InputError(str(err)) from None
+    except RuntimeError as err:  # no cuda
         raise click.ClickException(str(err)) from None
     if curves is not None:
         if curves.suffix == ".csv":

@@ -404,9 +404,29 @@ def load_grid(path: str | Path, overrides: dict[str, list] | None = None) -> Gri
                         f"[[expect]] #{i} where.{key}: expected a value of the grid "
                         f"({', '.join(vals)}), got {value!r}"
                     )
+    if not problems:
+        problems += _data_problems(task_obj, configs)
     if problems:
         raise fail()
     return grid
+
+
+def _data_problems(task: Any, configs: list[dict[str, Any]]) -> list[str]:
+    """Read each distinct set of data files the grid names once, before any run: a missing,
+    unreadable or malformed file is a problem of the grid file, not a failed run."""
+    problems, seen = [], set()
+    for cfg in configs:
+        files = tuple(task.data_files(cfg))
+        shape_keys = tuple((k, repr(cfg[k])) for k in (*task.keys, "batch_size"))
+        if not files or (files, shape_keys) in seen:
+            continue
+        seen.add((files, shape_keys))
+        try:
+            task.prepare(cfg)
+        except ValueError as e:
+            if str(e) not in problems:
+                problems.append(str(e))
+    return problems
 
 
 # ---- checking stored runs against the bands -------------------------------------------------

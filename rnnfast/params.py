@@ -227,6 +227,7 @@ def _describe_spec(spec: Spec) -> str:
 _KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
+@lru_cache(maxsize=256)
 def packed_layout(spec: Spec):
     """How the kernels pack a parameter dict into one flat vector: (entries, woff) with
     entries = ((key, shape, offset, size), ...) in packing order and woff the (L*D, 4) int64

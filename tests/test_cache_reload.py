@@ -18,9 +18,8 @@ STEPS = textwrap.dedent(
     import numpy as np
     import rnnfast
     from rnnfast.cpu import forward as cpu_forward
-        from rnnfast.params import packed_layout
     from rnnfast.cpu._chunks import chunk_sizes, forward_chunks
-    from rnnfast.params import infer_spec
+    from rnnfast.params import infer_spec, packed_layout
 
     T, B, I, H = 3, 8, 2, 4
     params = rnnfast.init_params("rnn", I, H, seed=0)

@@ -14,10 +14,12 @@ from threadpoolctl import threadpool_info
 
 import rnnfast
 import rnnfast.cpu as cpu
+import rnnfast.cpu.trainer as cpu_trainer
 import rnnfast.training as training
 from rnnfast.config import resolve
 from rnnfast.cpu import _split
-from rnnfast.params import infer_spec
+from rnnfast.params import Spec, infer_spec
+from rnnfast.run_setup import RunSetup
 from rnnfast.tasks.idx import write_idx
 
 TOL = {np.float64: (1e-12, 1e-13), np.float32: (2e-5, 2e-6)}  # (rtol, atol scaled by max |v|)
@@ -200,17 +202,17 @@ def test_a_forked_child_runs_serially_after_the_parent_ran_chunks():
 
 
 def _trainer(monkeypatch, nchunks: int, **cfg):
-    monkeypatch.setattr(training, "train_chunks", lambda cfg, spec, steps, batch: nchunks)
-    tr = training._Trainer(resolve(cfg))
+    monkeypatch.setattr(cpu_trainer, "train_chunks", lambda cfg, spec, steps, batch: nchunks)
+    tr = cpu_trainer.CpuTrainer(RunSetup(resolve(cfg)))
     assert tr.nchunks == nchunks
     return tr
 
 
 def _run(tr, updates: int):
-    data = tr.epoch_data(1)
+    data = tr.setup.epoch_data(1)
     losses, errors = np.empty(updates), np.empty(updates)
     assert tr.run_updates(data, 0, updates, 0, losses, errors) == updates
-    return losses, tr.theta.copy()
+    return losses, tr.setup.theta.copy()
 
 
 @pytest.mark.parametrize("cell, layers", [("lstm", 1), ("gru", 2), ("rnn", 2)])
@@ -258,7 +260,7 @@ def test_mnist_bidirectional_training_and_accuracy_chunks_match_serial(monkeypat
     results = []
     for nchunks in (1, 3):
         tr = _trainer(monkeypatch, nchunks, **cfg)
-        results.append((*_run(tr, 6), tr.test_accuracy()))
+        results.append((*_run(tr, 6), tr.evaluate(0)[1]))
     (l1, t1, a1), (l3, t3, a3) = results
     np.testing.assert_allclose(l3, l1, rtol=1e-10)
     np.testing.assert_allclose(t3, t1, rtol=1e-9, atol=1e-12)
@@ -266,10 +268,12 @@ def test_mnist_bidirectional_training_and_accuracy_chunks_match_serial(monkeypat
 
 
 def test_chunked_training_gives_the_same_curve_twice(monkeypatch):
-    monkeypatch.setattr(training, "TRAIN_SPLIT_MIN_WORK", 0)  # the policy, forced to chunk
+    monkeypatch.setattr(cpu_trainer, "TRAIN_SPLIT_MIN_WORK", 0)  # the policy, forced to chunk
     cfg = {"task": "dependency", "sequence_length": 20_000, "hidden_size": 16, "dtype": "float32"}
-    spec = training._spec(resolve(cfg), 2)
-    assert training.train_chunks(resolve(cfg), spec, 5, 200) == min(numba.get_num_threads(), 50)
+    c = resolve(cfg)
+    spec = Spec(c["cell"], 2, c["hidden_size"], c["num_layers"], c["bidirectional"], c["bias"],
+                np.dtype(c["dtype"]))  # fmt: skip
+    assert cpu_trainer.train_chunks(c, spec, 5, 200) == min(numba.get_num_threads(), 50)
     a, b = training.train(cfg), training.train(cfg)
     assert a.status == b.status == "ok"
     np.testing.assert_array_equal(a.curves["value"].to_numpy(), b.curves["value"].to_numpy())

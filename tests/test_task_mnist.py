@@ -5,6 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rnnfast.cpu._train import fill_batch
+from rnnfast.seqdata import Form, Split, batch_order
 from rnnfast.tasks import mnist
 from rnnfast.tasks.mnist_data import load_mnist
 
@@ -79,17 +81,17 @@ def test_prepare_rejects_bad_arguments():
 
 def test_batch_order_one_epoch_fresh_permutation():
     rng = np.random.default_rng(0)
-    order = mnist.batch_order(55_000, 100, rng)
+    order = batch_order(55_000, 100, rng)
     assert order.shape == (550, 100) and order.dtype == np.int64
     assert np.unique(order).size == 55_000  # every image exactly once
-    odd = mnist.batch_order(1037, 100, rng)
+    odd = batch_order(1037, 100, rng)
     assert odd.shape == (10, 100)
     assert np.unique(odd).size == 1000 and odd.min() >= 0 and odd.max() < 1037
-    np.testing.assert_array_equal(order, mnist.batch_order(55_000, 100, np.random.default_rng(0)))
-    epoch2 = mnist.batch_order(55_000, 100, rng)
+    np.testing.assert_array_equal(order, batch_order(55_000, 100, np.random.default_rng(0)))
+    epoch2 = batch_order(55_000, 100, rng)
     assert not np.array_equal(order, epoch2)  # a fresh shuffle per call (epoch)
     with pytest.raises(ValueError, match="^batch_size"):
-        mnist.batch_order(10, 11, rng)
+        batch_order(10, 11, rng)
 
 
 def _expected_inputs(images, idx, T, I, dtype):
@@ -100,22 +102,28 @@ def _expected_inputs(images, idx, T, I, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("T, I", [(28, 28), (784, 1)])
-def test_fill_inputs_layout_and_dtype(dtype, T, I):
+def test_training_batches_of_images_layout_and_dtype(dtype, T, I):
+    """The training loop's batch filler on MNIST's form (uint8 set, scale 1/255):
+    X[i, t*B + b] = images[idx[b], t*I + i] / 255 in X's dtype, labels per sequence."""
     images = synthetic(n_train=12)["train_images"].reshape(12, 784)
+    labels = (np.arange(12, dtype=np.int32) * 7 % 10).reshape(-1, 1)
     idx = np.array([7, 0, 11, 7, 3], dtype=np.int64)
     B = idx.size
-    out = np.full((I, T * B), -1.0, dtype=dtype)
-    mnist.fill_inputs(images, idx, T, I, out)
+    form = Form(inputs="quantized", input_size=I, scale=1.0 / 255.0, targets="classes",
+                outputs=10, per_step=False, mode="set", steps=T, batch=B)  # fmt: skip
+    data = Split(images, labels, 12).data(form, dtype, idx.reshape(1, B))
+    out = np.full(I * T * B, -1.0, dtype=dtype)
+    y_class = np.full(B, -1, np.int64)
+    fill_batch(form.vector(), np.zeros(1, dtype), data, 0, T, B, I, 10, out, y_class,
+               np.zeros(10, dtype))  # fmt: skip
     expected = _expected_inputs(images, idx, T, I, dtype)
-    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(out.reshape(I, T * B), expected)
     assert out.dtype == dtype
+    np.testing.assert_array_equal(y_class, labels[idx, 0])
     # Spot checks of the formula itself, independent of the helper above.
     t, i, b = T - 1, I - 1, 2
-    assert out[i, t * B + b] == pytest.approx(images[idx[b], t * I + i] / 255, rel=1e-6)
+    assert out[i * T * B + t * B + b] == pytest.approx(images[idx[b], t * I + i] / 255, rel=1e-6)
     assert out.max() <= 1 and out.min() >= 0
-    flat = np.zeros(I * T * B, dtype=dtype)  # a flat buffer works as well
-    mnist.fill_inputs(images, idx, T, I, flat)
-    np.testing.assert_array_equal(flat, expected.ravel())
 
 
 def test_to_float_float32_is_float32():

@@ -3,7 +3,7 @@
 The oracle: rnnfast.forward/backward with the reference backend, a NumPy linear head with its
 loss, and the optimizer formulas (torch.optim's) written out in NumPy, starting from the
 parameters the trainer's documented seed streams give (checked first). Updates are driven one
-at a time through _Trainer.run_updates so that every intermediate state can be compared.
+at a time through the CPU driver's run_updates so that every intermediate state can be compared.
 """
 
 import numpy as np
@@ -13,10 +13,30 @@ import rnnfast
 from rnnfast.config import resolve
 from rnnfast.params import init_params
 from rnnfast.tasks import addition, dependency, mnist
+from rnnfast.seqdata import batch_order
 from rnnfast.tasks.idx import write_idx
-from rnnfast.training import INTERVAL, _Trainer, train
+from rnnfast.cpu.trainer import CpuTrainer
+from rnnfast.run_setup import INTERVAL, RunSetup
+from rnnfast.training import train
 
 RTOL = 1e-10
+
+
+class _Trainer:
+    """A run's setup and its CPU driver, stepped by hand."""
+
+    def __init__(self, cfg: dict) -> None:
+        self.setup = RunSetup(cfg)
+        self.cpu = CpuTrainer(self.setup)
+
+    def params(self) -> dict[str, np.ndarray]:
+        return self.setup.params()
+
+    def epoch_data(self, epoch: int):
+        return self.setup.epoch_data(epoch)
+
+    def run_updates(self, *args) -> int:
+        return self.cpu.run_updates(*args)
 
 
 def dep_config(**kw) -> dict:
@@ -258,8 +278,8 @@ def test_tf_updates_equal_independent_computation(model, opt):
         np.testing.assert_array_equal(v, params[k], err_msg=k)
     data = tr.epoch_data(1)
     xrows, yrows = dependency_rows(cfg, 1)
-    np.testing.assert_array_equal(data[0], xrows)
-    np.testing.assert_array_equal(data[1], yrows)
+    np.testing.assert_array_equal(data.xt, xrows)
+    np.testing.assert_array_equal(data.yc, yrows)
 
     opt_np = NumpyOptimizer(cfg)
     state = zero_state(cfg, cfg["batch_size"])
@@ -468,15 +488,15 @@ def test_divergence_late_in_a_run_keeps_the_curve_up_to_it(monkeypatch):
     assert bad > 2 * INTERVAL
     cfg = {"task": "addition", "updates": 1000, "dtype": "float64"}
     clean = train(cfg)
-    original = _Trainer.epoch_data
+    original = RunSetup.epoch_data
 
     def poisoned(self, epoch):
-        d = list(original(self, epoch))
-        d[3] = d[3].copy()
-        d[3][bad, 2] = np.nan
-        return tuple(d)
+        d = original(self, epoch)
+        xd = d.xd.copy()
+        xd[bad, 2 * 2] = np.nan  # input a of step 2 in update `bad`
+        return d._replace(xd=xd)
 
-    monkeypatch.setattr(_Trainer, "epoch_data", poisoned)
+    monkeypatch.setattr(RunSetup, "epoch_data", poisoned)
     r = train(cfg)
     assert r.status == "diverged"
     assert "update 451" in r.message
@@ -567,8 +587,8 @@ def test_mnist_first_update_equals_independent_computation(mnist_dir):
     for k, v in tr.params().items():
         np.testing.assert_array_equal(v, params[k], err_msg=k)
     data = tr.epoch_data(1)
-    order = mnist.batch_order(200, 10, np.random.default_rng([cfg["seed"], 2, 1]))
-    np.testing.assert_array_equal(data[2], order)
+    order = batch_order(200, 10, np.random.default_rng([cfg["seed"], 2, 1]))
+    np.testing.assert_array_equal(data.order, order)
     images, labels = arrays["train"]
     opt_np = NumpyOptimizer(cfg)
     losses = np.empty(2)

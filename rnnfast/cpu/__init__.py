@@ -40,7 +40,6 @@ from rnnfast.cpu._workspace import POOL  # noqa: E402
 from rnnfast.params import Spec, packed_layout  # noqa: E402
 
 
-@lru_cache(maxsize=256)
 class _Saved:
     """What forward keeps for backward; its buffers go back to the pool when it dies."""
 
