@@ -201,6 +201,7 @@ def torch_dependency(cfg: dict, tc, dev: str):
 
 def torch_mnist(cfg: dict, tc, dev: str):
     """One MNIST epoch in PyTorch (load, shuffle, updates, test accuracy); returns updates."""
+    from rnnfast.seqdata import batch_order
     from rnnfast.tasks import mnist
     from rnnfast.tasks.mnist_data import load_mnist
 
@@ -214,7 +215,7 @@ def torch_mnist(cfg: dict, tc, dev: str):
         images = tc.from_numpy(m.train_images).to(dev).view(-1, T, I).float() / 255
         labels = tc.from_numpy(m.train_labels).to(dev)
         rng = np.random.default_rng([cfg["seed"], 2, epoch[0]])
-        order = mnist.batch_order(len(m.train_labels), B, rng)
+        order = batch_order(len(m.train_labels), B, rng)
         for idx in tc.from_numpy(order).to(dev):
             out, _ = rnn(images[idx].transpose(0, 1))
             update(loss_fn(head(out[-1]), labels[idx]))

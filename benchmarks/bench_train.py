@@ -6,13 +6,21 @@ Workloads (float32, the same data, model and optimizer in both):
   cross-entropy, Adagrad lr 0.1 (initial accumulator 0.1): one epoch = data generation and
   every update, for (num_steps, hidden) = (5, 4), (10, 16), (20, 16), (10, 64);
 - mnist rows: LSTM 100 + linear head on the last step, Adam 1e-4, batch 100, 550 updates on
-  the first 55,000 training images (already in memory), a fresh shuffle; no test evaluation.
+  the first 55,000 training images (already in memory), a fresh shuffle; no test evaluation;
+- sequences (your own data): 2,000 sequences of 50 steps x 12 float features, 10 classes, a
+  class per sequence, LSTM 64 or GRU 64, Adam 1e-3, batch 32, a fresh shuffle (62 updates);
+- text: a character-level LSTM (128 or 256) on experiments/data/grammar.txt (one-hot input,
+  30 characters), num_steps 50, batch 32, state carried, Adam 2e-3, clip 5 (78 updates).
+
+--before DIR adds a third worker: rnnfast as checked out in DIR (a git worktree of an older
+commit: `git worktree add ../old COMMIT`) on the built-in workloads, measured in the same run,
+so a change's cost shows as before/now.
 
 PyTorch: nn.RNN / nn.LSTM + nn.Linear, torch.optim, one forward/backward/step per update
 (torch.set_num_threads(2)). Each framework runs in its own worker process and the two are
 measured alternately (benchmarks/_harness.py). Prints times and the PyTorch/rnnfast ratios.
 
-    python benchmarks/bench_train.py [--markdown] [--repeats 3] [--only dependency|mnist]
+    python benchmarks/bench_train.py [--markdown] [--repeats 3] [--only TASK] [--before DIR]
 """
 
 import argparse
@@ -31,7 +39,13 @@ SHAPES = [
     ("dependency", 20, 16),
     ("dependency", 10, 64),
     ("mnist", 28, 100),
+    ("sequences", "lstm", 64),
+    ("sequences", "gru", 64),
+    ("text", "lstm", 128),
+    ("text", "lstm", 256),
 ]
+BUILTIN = ("dependency", "mnist")
+TEXT = Path(__file__).resolve().parents[1] / "experiments" / "data" / "grammar.txt"
 ANCHORS = {
     ("dependency", 5, 4): 0.80,
     ("dependency", 10, 16): 0.62,
@@ -45,8 +59,37 @@ def _config(shape, dtype: str) -> dict:
     task, a, b = shape
     if task == "dependency":
         return {"task": "dependency", "num_steps": a, "hidden_size": b, "dtype": dtype}
+    if task == "sequences":
+        return {"task": "sequences", "cell": a, "hidden_size": b, "batch_size": 32,
+                "valid_fraction": 0.0, "lr": 1e-3, "dtype": dtype}  # fmt: skip
+    if task == "text":
+        return {"task": "text", "cell": a, "hidden_size": b, "num_steps": 50, "batch_size": 32,
+                "data": str(TEXT), "valid_fraction": 0.05, "lr": 2e-3, "clip": 5.0,
+                "dtype": dtype}  # fmt: skip
     data = os.environ.get("RNNFAST_BENCH_MNIST", str(MNIST_DIR))
     return {"task": "mnist", "hidden_size": b, "dtype": dtype, "data_dir": data}
+
+
+def _sequence_set(dtype: str):
+    """2,000 sequences of 50 steps x 12 features, 10 classes (a fixed random set)."""
+    import numpy as np
+
+    rng = np.random.default_rng(12)
+    y = rng.integers(0, 10, 2000)
+    x = rng.normal(0, 1, (2000, 50, 12)).astype(dtype)
+    x[:, :, 0] += y[:, None] / 5
+    return x, y
+
+
+def _label(shape) -> str:
+    task, a, b = shape
+    if task == "dependency":
+        return f"dependency n={a} H={b}"
+    if task == "mnist":
+        return "mnist rows LSTM 100"
+    if task == "sequences":
+        return f"sequences {a.upper()} {b}"
+    return f"text {a.upper()} {b}"
 
 
 def setup_rnnfast() -> dict[str, str]:
@@ -66,12 +109,58 @@ def build_rnnfast(shape, dtype: str):
     from threadpoolctl import threadpool_limits
 
     from rnnfast.config import resolve
+    from rnnfast.cpu.trainer import CpuTrainer, blas_threads
+    from rnnfast.run_setup import RunSetup
+
+    cfg = resolve(_config(shape, dtype))
+    setup = RunSetup(cfg, _sequence_set(dtype) if shape[0] == "sequences" else None)
+    tr = CpuTrainer(setup)
+    tr.warm_up()
+    threads = blas_threads(cfg, setup.spec, setup.T, setup.B)  # as rnnfast.train applies it
+    if threads is not None:
+        threadpool_limits(limits=threads, user_api="blas")
+    U = setup.updates_per_epoch
+    losses, errors = np.empty(U), np.empty(U)
+    state = {"epoch": 0}
+
+    def step() -> None:
+        state["epoch"] += 1
+        data = setup.epoch_data(state["epoch"])
+        tr.reset_state()
+        tr.run_updates(data, 0, U, 0, losses, errors)
+
+    return step
+
+
+def setup_before(tree: str) -> dict[str, str]:
+    sys.path.insert(0, tree)
+    import numba
+
+    import rnnfast
+
+    if not Path(rnnfast.__file__).resolve().is_relative_to(Path(tree).resolve()):
+        raise RuntimeError(f"--before: imported rnnfast from {rnnfast.__file__}, not {tree}")
+    commit = os.popen(f"git -C {tree} rev-parse --short HEAD").read().strip()
+    return {
+        "versions": f"rnnfast {rnnfast.__version__} at {commit}, numba {numba.__version__}",
+        "threads": ", ".join(_harness.openblas_threads()),
+        "env": _harness.thread_env(),
+    }
+
+
+def build_before(shape, dtype: str):
+    """The built-in workloads on the code before tasks became plug-ins (rnnfast.training's
+    _Trainer), timed exactly as build_rnnfast times the current code."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    from rnnfast.config import resolve
     from rnnfast.training import _Trainer, blas_threads
 
     cfg = resolve(_config(shape, dtype))
     tr = _Trainer(cfg)
     tr.warm_up()
-    threads = blas_threads(cfg, tr.spec, tr.setup.T, tr.setup.B)  # as rnnfast.train applies it
+    threads = blas_threads(cfg, tr.spec, tr.setup.T, tr.setup.B)
     if threads is not None:
         threadpool_limits(limits=threads, user_api="blas")
     U = tr.setup.updates_per_epoch
@@ -136,6 +225,11 @@ def build_torch(shape, dtype: str):
                 opt.step()
 
         return step
+    if task == "sequences":
+        return _torch_sequences(shape, dtype)
+    if task == "text":
+        return _torch_text(shape, dtype)
+    from rnnfast.seqdata import batch_order
     from rnnfast.tasks import mnist
     from rnnfast.tasks.mnist_data import load_mnist
 
@@ -150,7 +244,7 @@ def build_torch(shape, dtype: str):
 
     def step() -> None:
         state["epoch"] += 1
-        order = mnist.batch_order(len(labels), 100, np.random.default_rng([0, 2, state["epoch"]]))
+        order = batch_order(len(labels), 100, np.random.default_rng([0, 2, state["epoch"]]))
         for idx in torch.from_numpy(order):
             out, _ = lstm(images[idx].transpose(0, 1))  # (28, 100, 28)
             loss = loss_fn(head(out[-1]), labels[idx])
@@ -161,10 +255,73 @@ def build_torch(shape, dtype: str):
     return step
 
 
+def _torch_sequences(shape, dtype: str):
+    """nn.LSTM / nn.GRU (batch_first) + nn.Linear on the last step, Adam, a fresh shuffle."""
+    import torch
+
+    tdt = getattr(torch, dtype)
+    _, cell, H = shape
+    x, y = _sequence_set(dtype)
+    xs, ys = torch.from_numpy(x), torch.from_numpy(y)
+    rnn = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(12, H, batch_first=True, dtype=tdt)
+    head = torch.nn.Linear(H, 10, dtype=tdt)
+    opt = torch.optim.Adam(list(rnn.parameters()) + list(head.parameters()), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step() -> None:
+        perm = torch.randperm(len(ys))
+        for k in range(len(ys) // 32):
+            idx = perm[k * 32 : (k + 1) * 32]
+            out, _ = rnn(xs[idx])
+            loss = loss_fn(head(out[:, -1]), ys[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    return step
+
+
+def _torch_text(shape, dtype: str):
+    """A char-rnn: one-hot characters, nn.LSTM + nn.Linear at every step, windows of 50 over
+    32 rows with the state carried (detached), Adam, gradient clipping at norm 5."""
+    import numpy as np
+    import torch
+
+    tdt = getattr(torch, dtype)
+    _, _, H = shape
+    text = TEXT.read_text(encoding="utf-8")
+    vocab = sorted(set(text))
+    ids = np.array([vocab.index(c) for c in text], np.int64)[: int(len(text) * 0.95)]
+    V, B, n = len(vocab), 32, 50
+    cols = (len(ids) - 1) // B
+    xs = torch.from_numpy(ids[: B * cols].reshape(B, cols))
+    ys = torch.from_numpy(ids[1 : B * cols + 1].reshape(B, cols))
+    lstm = torch.nn.LSTM(V, H, dtype=tdt)
+    head = torch.nn.Linear(H, V, dtype=tdt)
+    params = list(lstm.parameters()) + list(head.parameters())
+    opt = torch.optim.Adam(params, lr=2e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step() -> None:
+        state = None
+        for u in range(cols // n):
+            xc = torch.nn.functional.one_hot(xs[:, u * n : (u + 1) * n].T, V).to(tdt)
+            out, state = lstm(xc, state)
+            state = tuple(s.detach() for s in state)
+            loss = loss_fn(head(out).reshape(-1, V), ys[:, u * n : (u + 1) * n].T.reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            opt.step()
+
+    return step
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3, help="timed epochs per workload")
-    ap.add_argument("--only", choices=["dependency", "mnist"])
+    ap.add_argument("--only", choices=["dependency", "mnist", "sequences", "text"])
+    ap.add_argument("--before", metavar="DIR", help="also time rnnfast as checked out in DIR")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--markdown", action="store_true")
@@ -176,46 +333,56 @@ def main() -> None:
         print(f"no MNIST in {MNIST_DIR} (set RNNFAST_BENCH_MNIST): skipping the mnist epoch")
         shapes = [s for s in shapes if s[0] != "mnist"]
     _harness.register("rnnfast", build_rnnfast, setup=setup_rnnfast, forbid=("torch",))
+    names = ["rnnfast", "torch"]
+    if args.before:
+        _harness.register("before", build_before, forbid=("torch",),
+                          setup=functools.partial(setup_before, args.before))  # fmt: skip
+        names.append("before")
     _harness.register(
         "torch",
         build_torch,
         setup=functools.partial(setup_torch, args.threads),
         forbid=("rnnfast.cpu",),
     )
-    with _harness.Workers(["rnnfast", "torch"]) as workers:
+    with _harness.Workers(names) as workers:
         print(f"# {_harness.cpu_info()}")
         for name, info in workers.info.items():
             print(f"# {name}: " + "; ".join(f"{k} {v}" for k, v in info.items()))
-        timings = _harness.measure(
-            workers,
-            shapes,
-            args.dtype,
-            {"rnnfast": args.repeats, "torch": args.repeats},
-            rounds=args.repeats,
-            warmup=1,
-            batch_warmup=0,
-            progress=lambda s: print(f"  measured {s}", file=sys.stderr),
-        )
+        timings = {}
+        for shape in shapes:
+            calls = {name: args.repeats for name in names}
+            if shape[0] not in BUILTIN:
+                calls["before"] = 0  # the code before has no such workload
+            timings.update(_harness.measure(
+                workers, [shape], args.dtype, calls, rounds=args.repeats, warmup=1,
+                batch_warmup=0, progress=lambda s: print(f"  measured {s}", file=sys.stderr),
+            ))  # fmt: skip
     rows = []
     for shape in shapes:
-        r, t = timings[shape]["rnnfast"].median, timings[shape]["torch"].median
-        label = (
-            f"{shape[0]} n={shape[1]} H={shape[2]}"
-            if shape[0] == "dependency"
-            else "mnist rows LSTM 100"
+        tm = timings[shape]
+        r, t = tm["rnnfast"].median, tm["torch"].median
+        before = tm["before"].median if "before" in tm and tm["before"].times else None
+        rows.append(
+            (_label(shape), r, t, t / r, before, ANCHORS.get(shape), tm["rnnfast"].other_load)
         )
-        rows.append((label, r, t, t / r, ANCHORS[shape], timings[shape]["rnnfast"].other_load))
+    fmt = lambda v, spec: format(v, spec) if v is not None else "-"  # noqa: E731
     if args.markdown:
-        print("| epoch | rnnfast (s) | PyTorch (s) | PyTorch / rnnfast | PyTorch anchor (s) |")
-        print("|---|---:|---:|---:|---:|")
-        for label, r, t, ratio, anchor, _ in rows:
-            print(f"| {label} | {r:.3f} | {t:.3f} | {ratio:.1f}x | {anchor:.2f} |")
+        print("| epoch | rnnfast (s) | PyTorch (s) | PyTorch / rnnfast | before (s) "
+              "| now / before | PyTorch anchor (s) |")  # fmt: skip
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for label, r, t, ratio, before, anchor, _ in rows:
+            rel = r / before if before else None
+            print(f"| {label} | {r:.3f} | {t:.3f} | {ratio:.1f}x | {fmt(before, '.3f')} | "
+                  f"{fmt(rel, '.3f')} | {fmt(anchor, '.2f')} |")  # fmt: skip
     else:
-        head = ("epoch", "rnnfast s", "PyTorch s", "ratio", "anchor s", "other load")
+        head = ("epoch", "rnnfast s", "PyTorch s", "ratio", "before s", "now/before", "anchor s",
+                "other load")  # fmt: skip
         print(f"{head[0]:<26}" + "".join(f" {h:>10}" for h in head[1:]))
-        for label, r, t, ratio, anchor, load in rows:
-            other = f"{load:.2f}" if load is not None else "?"
-            print(f"{label:<26} {r:>10.3f} {t:>10.3f} {ratio:>9.1f}x {anchor:>10.2f} {other:>10}")
+        for label, r, t, ratio, before, anchor, load in rows:
+            rel = r / before if before else None
+            cols = (fmt(before, ">10.3f"), fmt(rel, ">10.3f"), fmt(anchor, ">10.2f"),
+                    fmt(load, ">10.2f"))  # fmt: skip
+            print(f"{label:<26} {r:>10.3f} {t:>10.3f} {ratio:>9.1f}x " + " ".join(cols))
 
 
 if __name__ == "__main__":

@@ -41,6 +41,10 @@ _COMMON: dict[str, tuple[str, Any]] = {
 
 # defaults of common keys no task sets
 _SHARED_DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "dtype": "float32",
+    "backend": "cpu",
+    "threads": None,
     "cell": "lstm",
     "nonlinearity": "tanh",
     "hidden_size": 64,
@@ -52,10 +56,6 @@ _SHARED_DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,
     "clip": 0.0,
     "epochs": 10,
-    "seed": 0,
-    "dtype": "float32",
-    "backend": "cpu",
-    "threads": None,
 }
 _OPTIMIZER_KEYS = ("momentum", "beta1", "beta2", "eps", "alpha", "initial_accumulator")
 

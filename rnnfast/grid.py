@@ -138,10 +138,10 @@ def run_id(config: dict[str, Any]) -> str:
     name or file, the results directory, key order. Changing a default in rnnfast.config, or
     adding a key to the schema, changes the ids of the runs it affects.
     """
-    task = get_task(config["task"])
-    skip = NON_IDENTITY_KEYS | set(task.location_keys)
+    task = get_task(config["task"]) if "task" in config else None
+    skip = NON_IDENTITY_KEYS | set(task.location_keys if task else ())
     identity = {k: v for k, v in config.items() if k not in skip}
-    files = task.data_files(config)
+    files = task.data_files(config) if task else []
     if files:
         identity["data_sha256"] = sorted(file_sha256(f) for f in files)
     return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:16]
@@ -363,8 +363,10 @@ def load_grid(path: str | Path, overrides: dict[str, list] | None = None) -> Gri
                 raise ValueError(problem)
             if key in sections["fixed"]:
                 raise ValueError(f"{key}: also in [fixed]; set it in one place")
-            axes[key] = [_near(path, key, v, task_obj)
-                         for v in _axis(key, schema[key], values, non_identity=non_identity)]
+            axes[key] = [
+                _near(path, key, v, task_obj)
+                for v in _axis(key, schema[key], values, non_identity=non_identity)
+            ]
         except ValueError as e:
             problems.append(f"[grid] {e}")
     for key, values in (overrides or {}).items():

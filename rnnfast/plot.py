@@ -257,7 +257,7 @@ def _reference_levels(sel: pd.DataFrame) -> list[tuple[str, float]]:
     """(label, level) of the reference levels (rnnfast.tasks.Task.reference_levels) of the
     runs in sel, largest first; levels shared by several settings are drawn once, and where
     the settings differ the labels name the task keys that differ."""
-    sets: dict[tuple, list[tuple[str, float]]] = {}
+    groups: dict[tuple, list[dict]] = {}  # levels -> the task settings that give them
     for _, r in sel.iterrows():
         try:
             task = get_task(_norm(r.get("task", _MISSING)))
@@ -266,14 +266,18 @@ def _reference_levels(sel: pd.DataFrame) -> list[tuple[str, float]]:
         except (ValueError, TypeError):
             continue  # a plug-in task not importable here, or a run of another shape
         if levels:
-            own = tuple((k, _norm(cfg[k])) for k in task.keys if k in cfg)
-            sets.setdefault(own, levels)
-    differ = {k for own in sets for k, v in own if any(dict(o).get(k) != v for o in sets)}
+            own = {k: _norm(cfg[k]) for k in task.keys if k in cfg}
+            groups.setdefault(tuple(levels), []).append(own)
+    # name the settings that tell the groups apart: one value within each, not all alike
+    keys = {k for owns in groups.values() for own in owns for k in own}
+    differ = [k for k in sorted(keys)
+              if all(len({repr(o.get(k)) for o in owns}) == 1 for owns in groups.values())
+              and len({repr(owns[0].get(k)) for owns in groups.values()}) > 1]  # fmt: skip
     out: dict[float, tuple[str, float]] = {}
-    for own in sorted(sets, key=repr):
-        parts = [f"{k} {_fmt(v)}" for k, v in own if k in differ]
+    for levels, owns in groups.items():
+        parts = [f"{k} {_fmt(owns[0][k])}" for k in differ if k in owns[0]]
         suffix = f" [{', '.join(parts)}]" if parts else ""
-        for name, value in sets[own]:
+        for name, value in levels:
             out.setdefault(round(value, 4), (f"{name} {value:.3f}{suffix}", value))
     return [out[k] for k in sorted(out, reverse=True)]
 

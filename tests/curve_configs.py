@@ -71,12 +71,13 @@ CONFIGS: dict[str, dict] = {
         "seed": 5,
     },
     "addition-default-lstm-f32": {
-        "task": "addition", "init": "default", "cell": "lstm", "nonlinearity": "tanh", "hidden_size": 8, "bias": True,
-        "optimizer": "adam", "lr": 0.01, "updates": 1500, "dtype": "float32", "seed": 6,
+        "task": "addition", "init": "default", "cell": "lstm", "nonlinearity": "tanh",
+        "hidden_size": 8, "bias": True, "optimizer": "adam", "lr": 0.01, "updates": 1500,
+        "dtype": "float32", "seed": 6,
     },
     "addition-default-gru-2layer": {
-        "task": "addition", "init": "default", "cell": "gru", "nonlinearity": "tanh", "num_layers": 2,
-        "hidden_size": 6, "bias": False, "bits": 10, "largest": 300, "optimizer": "sgd",
-        "lr": 0.2, "updates": 800, "seed": 8,
+        "task": "addition", "init": "default", "cell": "gru", "nonlinearity": "tanh",
+        "num_layers": 2, "hidden_size": 6, "bias": False, "bits": 10, "largest": 300,
+        "optimizer": "sgd", "lr": 0.2, "updates": 800, "seed": 8,
     },
 }  # fmt: skip

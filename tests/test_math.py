@@ -1,4 +1,4 @@
-"""rnnfast.cells._math: vtanh, vsigmoid, vexp, vexpm1 against NumPy in float64.
+"""rnnfast.cells.vmath: vtanh, vsigmoid, vexp, vexpm1 against NumPy in float64.
 
 They are only callable from @njit code, so each is applied over an array by a small
 @njit wrapper (error_model="numpy", as in the kernels).
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from rnnfast.cells._math import vexp, vexpm1, vsigmoid, vtanh
+from rnnfast.cells.vmath import vexp, vexpm1, vsigmoid, vtanh
 
 
 @njit(error_model="numpy")

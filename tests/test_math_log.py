@@ -1,4 +1,4 @@
-"""rnnfast.cells._math.vlog against NumPy (and mpmath where installed), float64 and float32.
+"""rnnfast.cells.vmath.vlog against NumPy (and mpmath where installed), float64 and float32.
 
 Errors are counted in ulps of the correctly rounded result. Measured worst cases: vlog is
 within 0.82 ulp of the exact log in float64 and 0.83 ulp in float32 (mpmath, 140 bits);
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from rnnfast.cells._math import vlog
+from rnnfast.cells.vmath import vlog
 
 DTYPES = pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 MAX_ULP = {np.float64: 2.0, np.float32: 1.0}

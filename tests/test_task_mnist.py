@@ -162,9 +162,7 @@ def test_prepare_real_mnist(real_data):
     assert task.train_labels.shape == (55_000,) and task.test_labels.shape == (10_000,)
     assert (task.train_labels[0], task.test_labels[0]) == (5, 7)  # the well-known first labels
     assert set(np.unique(task.train_labels)) == set(range(10))
-    idx = np.arange(100, dtype=np.int64)
-    out = np.empty((28, 28 * 100), dtype=np.float32)
-    mnist.fill_inputs(task.train_images, idx, 28, 28, out)
+    out = mnist.to_float(task.train_images[:100], np.float32)
     assert 0 <= out.min() and out.max() == 1.0 and 0.1 < out.mean() < 0.15  # mean ink ~0.13
     pixels = mnist.prepare(real_data, "permuted", train_size=60_000)
     assert pixels.train_images.shape == (60_000, 784)

@@ -172,9 +172,9 @@ def _bad(tmp_path, **arrays) -> str:
          r"y: NaN or inf at index \(2,\)"),
         (lambda p: _bad(p, x=np.zeros((5, 3, 2)), y=np.array([0, 1, -1, 0, 1])),
          r"class labels must be integers >= 0"),
-        (lambda p: _bad(p, x=np.zeros((5, 3, 2)), y=np.zeros(5, int), lengths=np.array([3] * 4 + [0])),
+        (lambda p: _bad(p, x=np.zeros((5, 3, 2)), y=np.zeros(5, int), lengths=[3, 3, 3, 3, 0]),
          r"lengths: expected values in \[1, T=3\], got 0 at index 4"),
-        (lambda p: _bad(p, x=np.zeros((5, 3, 2)), y=np.zeros(5, int), lengths=np.array([3] * 4 + [4])),
+        (lambda p: _bad(p, x=np.zeros((5, 3, 2)), y=np.zeros(5, int), lengths=[3, 3, 3, 3, 4]),
          r"lengths: expected values in \[1, T=3\], got 4 at index 4"),
         (lambda p: _bad(p, x=np.zeros((5, 3, 2)), y=np.zeros((5, 4), int)),
          r"y: expected \(N,\) or \(N, T=3\) class labels"),
@@ -226,7 +226,8 @@ def test_grid_files_name_data_relative_to_themselves_and_check_it_first(tmp_path
     np.savez(tmp_path / "data" / "w.npz", x=x, y=y)
     grid = tmp_path / "g.toml"
     grid.write_text('name = "g"\ntask = "sequences"\n[fixed]\ndata = "data/w.npz"\n'
-                    "hidden_size = 4\nbatch_size = 8\nepochs = 1\n[grid]\nseed = [0, 1]\n")  # fmt: skip
+                    "hidden_size = 4\nbatch_size = 8\nepochs = 1\n"
+                    "[grid]\nseed = [0, 1]\n")  # fmt: skip
     g = load_grid(grid)
     cfg = g.points()[0].config
     assert Path(cfg["data"]) == tmp_path / "data" / "w.npz"

@@ -32,8 +32,11 @@ def test_vocabulary_streams_and_validation_split():
     assert s.updates_per_epoch == cols // 10
     ev = s.data.evaluations[0]
     assert ev.name == "valid" and ev.metrics == ("loss", "bpc")
-    # the validation targets are exactly the last n_valid characters
-    assert ev.split.y.size <= n_valid and ev.split.y.ravel()[-1] == ids[-1]
+    # the validation targets: whole windows of the last n_valid characters, ending at the last
+    v = ev.split
+    assert v.y.shape[1] % 10 == 0 and n_valid - 10 * 8 < v.y.size <= n_valid
+    np.testing.assert_array_equal(v.y.ravel(), ids[len(ids) - v.y.size :])
+    np.testing.assert_array_equal(v.x.ravel(), ids[len(ids) - v.y.size - 1 : -1])
 
 
 def test_training_lowers_validation_bits_per_character():
@@ -74,7 +77,7 @@ def test_sample_is_deterministic_for_a_seed_and_uses_the_vocabulary():
     assert len(a) == 80 and set(a) <= set(TEXT)
     assert a != rnnfast.sample(r, prime="the ", length=80, temperature=0.5, seed=4)
     cold = rnnfast.sample(r, prime="the quick", length=30, temperature=0.05, seed=0)
-    assert cold == rnnfast.sample(r, prime="the quick", length=30, temperature=0.05, seed=9)
+    assert cold.startswith(" brown fox")  # near-greedy: the text's own continuation
     assert len(rnnfast.sample(r, length=5)) == 5  # no prime: from the zero state
     with pytest.raises(ValueError, match=r"^prime: characters not in the run's vocabulary: 'Z'"):
         rnnfast.sample(r, prime="Z")

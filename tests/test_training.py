@@ -11,12 +11,12 @@ import pytest
 
 import rnnfast
 from rnnfast.config import resolve
-from rnnfast.params import init_params
-from rnnfast.tasks import addition, dependency, mnist
-from rnnfast.seqdata import batch_order
-from rnnfast.tasks.idx import write_idx
 from rnnfast.cpu.trainer import CpuTrainer
+from rnnfast.params import init_params
 from rnnfast.run_setup import INTERVAL, RunSetup
+from rnnfast.seqdata import batch_order
+from rnnfast.tasks import addition, dependency, mnist
+from rnnfast.tasks.idx import write_idx
 from rnnfast.training import train
 
 RTOL = 1e-10

@@ -14,7 +14,7 @@ HN (H rows). Backward, with dh the total gradient at h_t:
 
 from numba import njit
 
-from rnnfast.cells._math import vsigmoid, vtanh
+from rnnfast.cells.vmath import vsigmoid, vtanh
 
 
 @njit(cache=True, error_model="numpy")

@@ -16,7 +16,7 @@ Loops are split so that each touches few arrays (one loop over nine arrays did n
 
 from numba import njit
 
-from rnnfast.cells._math import vsigmoid, vtanh
+from rnnfast.cells.vmath import vsigmoid, vtanh
 
 
 @njit(cache=True, error_model="numpy")

@@ -13,7 +13,7 @@ relu' = [y > 0], sigmoid' = y (1 - y).
 from numba import njit
 
 from rnnfast.cells import ACT_RELU, ACT_TANH
-from rnnfast.cells._math import vsigmoid, vtanh
+from rnnfast.cells.vmath import vsigmoid, vtanh
 
 
 @njit(cache=True, error_model="numpy")

@@ -17,7 +17,7 @@ history buffer (see rnnfast/cpu/_kernels.py for its layout).
 from numba import njit
 
 from rnnfast._blas import gemm
-from rnnfast.cells._math import vexp, vlog, vsigmoid
+from rnnfast.cells.vmath import vexp, vlog, vsigmoid
 from rnnfast.codes import HEAD_ALL, TGT_CLASSES, TGT_REALS
 from rnnfast.cpu._linalg import lane_sum, rowsum_acc
 

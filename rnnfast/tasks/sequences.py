@@ -82,11 +82,13 @@ class SequencesTask(Task):
 
     def prepare(self, cfg: dict[str, Any], data: Any = None) -> TaskData:
         raw = _gather(cfg, data)
-        split_rng = np.random.default_rng([cfg["seed"], 3])
-        if "valid" not in raw and cfg["valid_fraction"] > 0 and raw["train"][0].shape[0] > 1:
-            raw["train"], raw["valid"] = _split_off(raw["train"], cfg["valid_fraction"],
-                                                    split_rng)  # fmt: skip
-        arrays = {k: _check_arrays(k, *v) for k, v in raw.items()}
+        # errors name the key the user gave: `data` (one set, split here) or the split's
+        label = "data" if cfg["data"] is not None or not isinstance(data, dict | None) else ""
+        arrays = {k: _check_arrays(label or k, *v) for k, v in raw.items()}
+        if "valid" not in arrays and cfg["valid_fraction"] > 0 and len(arrays["train"][0]) > 1:
+            rng = np.random.default_rng([cfg["seed"], 3])
+            arrays["train"], arrays["valid"] = _split_off(arrays["train"],
+                                                          cfg["valid_fraction"], rng)  # fmt: skip
         form, splits = _form(cfg, arrays)
         n = splits["train"].count
         if cfg["batch_size"] > n:
@@ -107,9 +109,9 @@ class SequencesTask(Task):
 
 def _gather(cfg: dict[str, Any], data: Any) -> dict[str, tuple]:
     """{split: (x, y, lengths or None)} from the config's files or the data argument."""
-    files = {k: cfg[k] for k in SPLITS if cfg[k] is not None}
+    files = {k: (k, cfg[k]) for k in SPLITS if cfg[k] is not None}
     if cfg["data"] is not None:
-        files["train"] = cfg["data"]
+        files["train"] = ("data", cfg["data"])
     if data is not None:
         if files:
             raise ValueError("data: given both as files in the config and as an argument; "
@@ -127,7 +129,7 @@ def _gather(cfg: dict[str, Any], data: Any) -> dict[str, tuple]:
                          ".ts), or arrays: rnnfast.train(config, data=(x, y))")  # fmt: skip
     if "train" not in files:
         raise ValueError("train: missing; valid and test need a training file too")
-    return {k: read_file(k, p) for k, p in files.items()}
+    return {k: read_file(key, p) for k, (key, p) in files.items()}
 
 
 def _tuple(key: str, value: Any) -> tuple:
@@ -217,17 +219,14 @@ def _check_arrays(key: str, x: Any, y: Any, lengths: Any) -> tuple:
 
 
 def _split_off(arrays: tuple, fraction: float, rng: np.random.Generator) -> tuple:
-    x, y, lengths = arrays
-    N = np.asarray(x).shape[0]
+    """(train, valid): round(N * fraction) sequences (at least 1, at most N - 1) drawn by rng
+    for validation, both in their original order."""
+    x, y = arrays
+    N = x.shape[0]
     n_valid = min(N - 1, max(1, round(N * fraction)))
     perm = rng.permutation(N)
     tr, va = np.sort(perm[n_valid:]), np.sort(perm[:n_valid])
-
-    def take(idx):
-        return (np.asarray(x)[idx], np.asarray(y)[idx],
-                None if lengths is None else np.asarray(lengths)[idx])  # fmt: skip
-
-    return take(tr), take(va)
+    return (x[tr], y[tr]), (x[va], y[va])
 
 
 def _form(cfg: dict[str, Any], arrays: dict[str, tuple]) -> tuple[Form, dict[str, Split]]:

@@ -4,7 +4,8 @@ The vocabulary is the sorted set of the text's characters (kept with the run as 
 "vocabulary"). The first 1 - valid_fraction of the text trains as a stream: batch_size rows of
 consecutive characters, windows of num_steps, the state carried between updates (truncated
 BPTT "tf" or "true"), a target at every step. The last valid_fraction (default 5 %) is the
-validation stream: its mean cross-entropy (valid_loss, nats) and bits per character
+validation stream (rows of whole windows, as many of its last characters as they hold, at
+most batch_size rows): its mean cross-entropy (valid_loss, nats) and bits per character
 (valid_bpc = valid_loss / ln 2) are curve points every epoch. Characters go in one-hot
 (embedding = 0) or through a trainable embedding of that size.
 
@@ -125,15 +126,17 @@ class TextTask(Task):
                     truncation=cfg["truncation"], steps=n, batch=B)  # fmt: skip
         evals = []
         if n_valid > 0:
-            valid_ids = ids[len(ids) - n_valid - 1 :]  # the first target is the valid text's
-            if len(valid_ids) - 1 < n:
+            if n_valid < n:
                 raise ValueError(
                     f"valid_fraction: the last {n_valid} characters of {where} are fewer than "
                     f"one window of num_steps={n}; raise valid_fraction, use a longer text, "
                     "or set valid_fraction = 0"
                 )
-            rows = max(1, min(B, (len(valid_ids) - 1) // n))
-            vx, vy = stream_rows(valid_ids[:-1], rows), stream_rows(valid_ids[1:], rows)
+            # rows of whole windows, cut from the end, so that the last character is a target
+            rows = max(1, min(B, n_valid // n))
+            used = rows * (n_valid // rows // n * n)
+            vx = ids[len(ids) - used - 1 : -1].reshape(rows, -1)
+            vy = ids[len(ids) - used :].reshape(rows, -1)
             evals.append(Evaluation("valid", Split(vx, vy, vx.shape[1]), ("loss", "bpc")))
         info = {"characters": len(ids), "vocabulary_size": V, "valid_characters": n_valid,
                 "text_sha256": hashlib.sha256(text.encode()).hexdigest()}  # fmt: skip
