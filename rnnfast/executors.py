@@ -45,7 +45,7 @@ def _now() -> str:
 
 def execute(task: Task):
     """Train one run; never raises for a failing run. Returns (RunRecord, curves or None)."""
-    from rnnfast.provenance import collect  # noqa: PLC0415
+    from rnnfast.provenance import collect, data_files  # noqa: PLC0415
     from rnnfast.store import RunRecord  # noqa: PLC0415
 
     started, t0 = _now(), perf_counter()
@@ -61,6 +61,8 @@ def execute(task: Task):
         except Exception:  # a failing run is a result, not a crash of the grid
             error = traceback.format_exc()
         provenance = collect(task.threads)
+        if files := data_files(task.config):
+            provenance["data"] = files
     record = RunRecord(
         run_id=task.run_id, grid=task.grid, config=task.config, point=task.point or {},
         status=status, error=error, final=final, provenance=provenance, started=started,

@@ -43,6 +43,7 @@ from rnnfast.config import (
     schema,
     unknown_key_error,
 )
+from rnnfast.provenance import file_sha256
 from rnnfast.tasks import builtin_names, get_task
 
 _TOP = ("name", "task", "description", "fixed", "grid", "expect")
@@ -148,26 +149,6 @@ def run_id(config: dict[str, Any]) -> str:
 
 
 NON_IDENTITY_KEYS = frozenset({"threads"})
-_SHA_CACHE: dict[tuple, str] = {}
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (cached by path, size and modification time)."""
-    p = Path(path).resolve()
-    try:
-        st = p.stat()
-        key = (str(p), st.st_size, st.st_mtime_ns)
-        if key not in _SHA_CACHE:
-            h = hashlib.sha256()
-            with open(p, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-            _SHA_CACHE[key] = h.hexdigest()
-    except OSError as e:
-        raise ValueError(f"{path}: cannot read ({e.strerror})") from None
-    return _SHA_CACHE[key]
-
-
 def format_point(point: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in point.items()) or "(fixed)"
 

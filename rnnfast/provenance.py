@@ -14,12 +14,14 @@ collect() returns a flat, JSON-serialisable dict (only "thread_env" and "blas" n
     blas, blas_threads                        threadpoolctl's view of the BLAS/OpenMP pools
                                               (None without threadpoolctl); largest BLAS pool
     gpu                                       nvidia-smi's GPU names joined by ", ", else None
+    data.<key>.name / .size / .sha256         each data file a run's config names (data_files)
 
 Nothing here raises: every probe falls back to None. git and nvidia-smi run once per process
 (cached), each with a short timeout.
 """
 
 import functools
+import hashlib
 import importlib.metadata
 import os
 import platform
@@ -159,3 +161,43 @@ def collect(threads: int | None = None) -> dict[str, Any]:
         "blas_threads": blas_threads,
         "gpu": gpu_name(),
     }
+
+
+_SHA_CACHE: dict[tuple, str] = {}
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, cached by path, size and modification time; ValueError (one
+    line naming the file) if it cannot be read."""
+    p = Path(path).resolve()
+    try:
+        st = p.stat()
+        key = (str(p), st.st_size, st.st_mtime_ns)
+        if key not in _SHA_CACHE:
+            h = hashlib.sha256()
+            with open(p, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            _SHA_CACHE[key] = h.hexdigest()
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read ({e.strerror})") from None
+    return _SHA_CACHE[key]
+
+
+def data_files(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{key: {name, size, sha256}} of the data files a resolved config names (its task's
+    data_files, keyed by the config key that names each); {} when none or unreadable."""
+    from rnnfast.tasks import get_task  # noqa: PLC0415
+
+    try:
+        task = get_task(config["task"])
+        files = set(task.data_files(config))
+        out = {}
+        for key in task.location_keys:
+            path = config.get(key)
+            if path is not None and path in files:
+                out[key] = {"name": Path(path).name, "size": Path(path).stat().st_size,
+                            "sha256": file_sha256(path)}  # fmt: skip
+        return out
+    except (ValueError, OSError, KeyError):
+        return {}
