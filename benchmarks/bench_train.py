@@ -327,10 +327,9 @@ def main() -> None:
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
     shapes = [s for s in SHAPES if args.only in (None, s[0])]
-    if ("mnist", 28, 100) in shapes and not Path(
-        _config(shapes[-1], "float32")["data_dir"]
-    ).is_dir():
-        print(f"no MNIST in {MNIST_DIR} (set RNNFAST_BENCH_MNIST): skipping the mnist epoch")
+    mnist_dir = Path(_config(("mnist", 28, 100), "float32")["data_dir"])
+    if ("mnist", 28, 100) in shapes and not mnist_dir.is_dir():
+        print(f"no MNIST in {mnist_dir} (set RNNFAST_BENCH_MNIST): skipping the mnist epoch")
         shapes = [s for s in shapes if s[0] != "mnist"]
     _harness.register("rnnfast", build_rnnfast, setup=setup_rnnfast, forbid=("torch",))
     names = ["rnnfast", "torch"]

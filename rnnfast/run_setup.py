@@ -14,6 +14,7 @@ order of each epoch (k = 2), so a config and seed give bit-identical curves on o
 task may supply its own initialisation (addition's iamtrask).
 """
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -84,6 +85,10 @@ class RunSetup:
                                self.T, self.B, self.I0, H, self.C, self.wo, self.bo],
                               np.int64)  # fmt: skip
         self.form_vec = f.vector(self.eo)
+        # evaluations read a stream "tf"-style (every target once, the state carried): the
+        # forward pass is the same, and their rows are not T shifted copies of each other
+        self.eval_form = dataclasses.replace(f, truncation="tf")
+        self.eval_form_vec = self.eval_form.vector(self.eo)
         self._eval_cache: dict[int, tuple] = {}
 
     def _init_theta(self, F: int) -> np.ndarray:

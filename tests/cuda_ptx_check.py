@@ -28,21 +28,16 @@ def arr(dtype, ndim):
 
 
 def signatures(dt):
-    i, f, u8, i64 = typeof(1), arr(dt, 1), np.uint8, np.int64
+    i, f, i64 = typeof(1), arr(dt, 1), np.int64
     a1, a3 = arr(dt, 1), arr(dt, 3)
     fwd = (i,) * 9 + (a1, arr(i64, 2), a3, a3, a1, arr(i64, 1), a3, a3)
     bwd = (i,) * 9 + (a1, arr(i64, 2), a3, a3, a3, a3, a1, arr(i64, 1))
     wgrad = (i,) * 7 + (a1, arr(i64, 2), a1, arr(i64, 1), a1)
-    a2, d3 = arr(dt, 2), arr(dt, 3)
-    train = (arr(i64, 1), arr(i64, 1), arr(i64, 1), a2, arr(i64, 2), i, arr(np.float64, 2), a2,
-             a2, i, arr(np.float64, 1), arr(u8, 3), arr(u8, 3), arr(i64, 3), d3, d3, d3, i, i,
-             typeof(True), arr(dt, 4), arr(dt, 4), d3, arr(dt, 5), a2, arr(i64, 1), a2, a2, a2,
-             arr(i64, 2), a2, arr(np.float64, 2), arr(np.float64, 2), arr(i64, 1))  # fmt: skip
     del f
     return {"forward_kernel": (_api.forward_kernel, fwd),
             "backward_kernel": (_api.backward_kernel, bwd),
             "weight_grad_kernel": (_api.weight_grad_kernel, wgrad),
-            "train_kernel": (_train_kernel.train_kernel, train)}  # fmt: skip
+            **_train_kernel.signatures(dt)}  # fmt: skip
 
 
 def ptxas() -> str | None:

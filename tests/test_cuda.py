@@ -17,6 +17,9 @@ import pytest
 
 import rnnfast
 from rnnfast.cuda import unavailable_reason
+from rnnfast.run_setup import RunSetup
+from rnnfast.seqdata import Data, Evaluation, Form, Split, TaskData
+from rnnfast.tasks import Task
 
 pytestmark = pytest.mark.skipif(
     unavailable_reason() is not None, reason=f"{unavailable_reason()}"
@@ -115,8 +118,19 @@ def _same_run(cpu, gpu, rtol=1e-9):
     assert list(gpu.curves.step) == list(cpu.curves.step)
     assert list(gpu.curves.metric) == list(cpu.curves.metric)
     np.testing.assert_allclose(gpu.curves.value, cpu.curves.value, rtol=rtol)
+    assert gpu.final.keys() == cpu.final.keys()
+    for k in cpu.final:
+        np.testing.assert_allclose(gpu.final[k], cpu.final[k], rtol=rtol, err_msg=k)
+    assert gpu.params.keys() == cpu.params.keys()
     for k in cpu.params:
         np.testing.assert_allclose(gpu.params[k], cpu.params[k], rtol=rtol, atol=rtol, err_msg=k)
+
+
+def _both(cfg, data=None, rtol=1e-9):
+    cpu, gpu = rnnfast.train(cfg, data), rnnfast.train(dict(cfg, backend="cuda"), data)
+    _same_run(cpu, gpu, rtol)
+    assert gpu.info["backend"] == "cuda"
+    return cpu, gpu
 
 
 @pytest.mark.parametrize(
@@ -129,18 +143,143 @@ def _same_run(cpu, gpu, rtol=1e-9):
     ],
     ids=["rnn-adagrad", "gru-adam-true", "lstm2-sgd-clip", "rnn-rmsprop-nobias-true"],
 )
-def test_training_curve_matches_cpu(extra):
-    cfg = dict(DEP, **extra)
-    _same_run(rnnfast.train(cfg), rnnfast.train(dict(cfg, backend="cuda")))
+def test_dependency_stream_matches_cpu(extra):
+    """One-hot token stream, state carried, truncated BPTT "tf" and "true"."""
+    _both(dict(DEP, **extra))
 
 
 def test_addition_matches_cpu():
+    """Dense inputs, one sigmoid output per step, summed squared error, no head bias."""
     cfg = dict(
         task="addition", bits=4, largest=8, updates=6, hidden_size=4, seed=3, dtype="float64"
     )
-    cpu, gpu = rnnfast.train(cfg), rnnfast.train(dict(cfg, backend="cuda"))
-    _same_run(cpu, gpu)
+    _, gpu = _both(cfg)
     assert "error" in set(gpu.curves.metric)
+
+
+# Tiny in-memory data of each form the loops read, as a plug-in task (config key `case`).
+T_STEPS, N_TRAIN = 3, 8
+
+
+def _form_data(cfg: dict) -> TaskData:
+    """case: "quantized" (MNIST-like uint8 * 1/255 inputs, one class per sequence), "reals"
+    (dense inputs, C = 2 real outputs per step), "reals_last" (C = 3 reals per sequence),
+    "embed" (token ids through an embedding, a class per step). Evaluations in batches that
+    leave the last one padded. per_seed: each seed its own data (else all runs share it)."""
+    case, T, B = cfg["case"], T_STEPS, cfg["batch_size"]
+    rng = np.random.default_rng([cfg["seed"], 9] if cfg["per_seed"] else [9])
+
+    def split(n: int) -> Split:
+        if case == "quantized":
+            x = rng.integers(0, 256, (n, T * 2), dtype=np.uint8)
+            y = rng.integers(0, 3, (n, 1)).astype(np.int32)
+        elif case == "embed":
+            x = rng.integers(0, 4, (n, T)).astype(np.int32)
+            y = rng.integers(0, 3, (n, T)).astype(np.int32)
+        else:
+            x = rng.standard_normal((n, T * 2))
+            y = rng.standard_normal((n, T * 2 if case == "reals" else 3))
+        return Split(x, y, n)
+
+    form = {
+        "quantized": Form("quantized", 2, "classes", 3, False, "set", T, B, scale=1 / 255),
+        "reals": Form("dense", 2, "reals", 2, True, "set", T, B),
+        "reals_last": Form("dense", 2, "reals", 3, False, "set", T, B),
+        "embed": Form("embed", 2, "classes", 3, True, "set", T, B, vocab=4),
+    }[case]
+    train = split(N_TRAIN)
+    metrics = ("loss",) if form.targets == "reals" else ("loss", "accuracy")
+    evals = [Evaluation("valid", split(5), metrics, batch=3),
+             Evaluation("test", split(4), metrics, every_epoch=False)]  # fmt: skip
+    return TaskData(form, lambda epoch: train, N_TRAIN // B, cfg["epochs"], evals)
+
+
+class FormTask(Task):
+    keys = {"case": ("choice", ("quantized", "reals", "reals_last", "embed")),
+            "per_seed": ("bool", None)}  # fmt: skip
+    defaults = {"case": "quantized", "per_seed": False, "cell": "gru", "hidden_size": 3,
+                "batch_size": 2, "epochs": 2, "optimizer": "adam", "lr": 0.05,
+                "dtype": "float64"}  # fmt: skip
+
+    def prepare(self, cfg, data=None):
+        return _form_data(cfg)
+
+
+FORM = dict(task=f"{__name__}:FormTask")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"case": "quantized"},
+        {"case": "quantized", "cell": "lstm", "bidirectional": True},
+        {"case": "reals", "cell": "rnn", "num_layers": 2, "optimizer": "sgd", "lr": 0.1},
+        {"case": "reals_last", "cell": "lstm", "bidirectional": True, "clip": 0.5},
+        {"case": "embed", "cell": "rnn", "optimizer": "rmsprop", "lr": 0.01},
+    ],
+    ids=["quantized", "quantized-bidirectional-last", "reals-per-step", "reals-last-bi", "embed"],
+)
+def test_set_forms_match_cpu(extra):
+    """Sets: quantized inputs, HEAD_LAST (bidirectional: h_n of both directions), real
+    targets with several outputs per step or per sequence, embedding inputs; every epoch's
+    validation loss (and accuracy) and the final test metrics as the CPU's."""
+    cpu, gpu = _both(dict(FORM, **extra))
+    names = set(gpu.curves.metric)
+    assert {"valid_loss"} <= names and "test_loss" in gpu.final
+    if extra["case"] in ("quantized", "embed"):
+        assert "valid_accuracy" in names
+        assert gpu.final["test_accuracy"] == cpu.final["test_accuracy"]
+
+
+TEXT = "the cat sat on the mat; " * 4
+TEXT_CFG = dict(task="text", cell="gru", hidden_size=3, num_steps=4, batch_size=2, epochs=1,
+                embedding=3, valid_fraction=0.2, dtype="float64", lr=0.01)  # fmt: skip
+
+
+def test_text_embedding_stream_matches_cpu():
+    """Token ids through a trainable embedding, a stream with its validation every epoch."""
+    _, gpu = _both(TEXT_CFG, TEXT)
+    assert "embedding.weight" in gpu.params and "valid_bpc" in set(gpu.curves.metric)
+
+
+def test_stream_true_is_evaluated_as_tf():
+    """An evaluation reads a stream once, every target with the state carried, whatever the
+    truncation it trained with: the CPU's evaluation with "tf" of the same parameters."""
+    from rnnfast.config import resolve
+    from rnnfast.cpu.trainer import CpuTrainer
+
+    cfg = dict(TEXT_CFG, truncation="true", embedding=0)
+    gpu = rnnfast.train(dict(cfg, backend="cuda"), TEXT)
+    cpu = rnnfast.train(cfg, TEXT)
+    losses = [r.curves.value[r.curves.metric == "loss"] for r in (gpu, cpu)]
+    np.testing.assert_allclose(*losses, rtol=1e-9)
+    setup = RunSetup(resolve(dict(cfg, truncation="tf")), TEXT)
+    setup.theta[:] = np.concatenate(
+        [gpu.params[k].ravel() for k, *_ in setup.entries]
+        + [gpu.params["head.weight"].ravel(), gpu.params["head.bias"]]
+    )
+    loss, _, counted = CpuTrainer(setup).evaluate(0)
+    np.testing.assert_allclose(gpu.final["valid_loss"], loss / counted, rtol=1e-9)
+
+
+def test_evaluation_equals_cpu(monkeypatch):
+    """(loss sum, correct, counted) of the same parameters, exactly the CPU's counts, with
+    the evaluation's batch over several blocks of each run and its last batch padded."""
+    import rnnfast.cuda._api as api
+    from rnnfast.config import resolve
+    from rnnfast.cpu.trainer import CpuTrainer
+    from rnnfast.cuda.training import _Group
+
+    monkeypatch.setattr(api, "MAX_THREADS", 4)  # one batch column a block
+    setups = [RunSetup(resolve(dict(FORM, cell="lstm", bidirectional=True, seed=s,
+                                    per_seed=True))) for s in (0, 1)]  # fmt: skip
+    group = _Group(setups)
+    for k in (0, 1):
+        got = group.evaluate(k, [0, 1])
+        for r, s in enumerate(setups):
+            loss, correct, counted = CpuTrainer(s).evaluate(k)
+            assert got[r][1:] == (correct, counted) and counted == s.data.evaluations[k].split.count
+            np.testing.assert_allclose(got[r][0], loss, rtol=1e-12)
 
 
 @pytest.fixture(scope="module")
@@ -153,19 +292,18 @@ def mnist_dir(tmp_path_factory):
 
 
 def test_mnist_matches_cpu(mnist_dir):
-    """Two-directional lstm, loss on the last step only."""
+    """Two-directional lstm, loss on the last step only, test accuracy every epoch."""
     cfg = dict(task="mnist", cell="lstm", hidden_size=2, batch_size=2, train_size=4, epochs=1,
                bidirectional=True,
                data_dir=str(mnist_dir), dtype="float64", optimizer="adam", lr=0.01)  # fmt: skip
-    cpu, gpu = rnnfast.train(cfg), rnnfast.train(dict(cfg, backend="cuda"))
-    _same_run(cpu, gpu)
+    cpu, gpu = _both(cfg)
     assert gpu.final["test_accuracy"] == cpu.final["test_accuracy"]
 
 
-def test_float32_training_close_to_cpu():
-    cfg = dict(DEP, dtype="float32", epochs=1)
-    cpu, gpu = rnnfast.train(cfg), rnnfast.train(dict(cfg, backend="cuda"))
-    _same_run(cpu, gpu, rtol=1e-4)
+@pytest.mark.parametrize("cfg", [dict(DEP, epochs=1), dict(FORM, case="reals_last", epochs=1)],
+                         ids=["dependency", "reals"])  # fmt: skip
+def test_float32_training_close_to_cpu(cfg):
+    _both(dict(cfg, dtype="float32"), rtol=1e-4)
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflow is the point
@@ -177,14 +315,35 @@ def test_divergence_is_reported_like_cpu():
     assert len(gpu.curves) == len(cpu.curves)
 
 
-def test_group_trains_each_run_as_alone():
+@pytest.mark.parametrize(
+    "base, points",
+    [(dict(DEP, epochs=1), [(0, 0.1), (1, 0.3), (2, 0.05)]),
+     (dict(FORM, per_seed=True), [(0, 0.05), (1, 0.02)]),
+     (dict(FORM, case="embed"), [(0, 0.05), (1, 0.02)])],
+    ids=["stream-per-seed", "set-per-seed", "set-shared"],
+)  # fmt: skip
+def test_group_trains_each_run_as_alone(base, points):
     from rnnfast.cuda.training import train_group
 
-    cfgs = [dict(DEP, seed=s, lr=lr, epochs=1) for s, lr in [(0, 0.1), (1, 0.3), (2, 0.05)]]
+    cfgs = [dict(base, seed=s, lr=lr) for s, lr in points]
     together = train_group(cfgs)
     for cfg, res in zip(cfgs, together, strict=True):
         assert res.config["seed"] == cfg["seed"]
         _same_run(rnnfast.train(cfg), res)
+
+
+def test_group_shares_equal_data_and_stacks_the_rest():
+    from rnnfast.cuda.training import _DeviceData
+
+    a, b = np.arange(6).reshape(2, 3), np.arange(6).reshape(2, 3)
+    c = a + 1
+    z = np.zeros((1, 1))
+    dev = _DeviceData(__import__("numba").cuda)
+    shared = dev.put([Data(a, a, z, z, z, a, 1.0), Data(b, c, z, z, z, a.copy(), 1.0)])
+    assert [f.shape[0] for f in shared[:-1]] == [1, 2, 1, 1, 1, 1]
+    np.testing.assert_array_equal(shared.xq.copy_to_host(), np.stack([a, c]))
+    with pytest.raises(ValueError, match=r"run 1's xq is \(3, 2\), run 0's \(2, 3\)"):
+        _DeviceData(dev.cuda).put([Data(a, a, z, z, z, a, 1.0), Data(a, a.T, z, z, z, a, 1.0)])
 
 
 def test_group_rejects_different_shapes():
@@ -192,6 +351,19 @@ def test_group_rejects_different_shapes():
 
     with pytest.raises(ValueError, match=r"these keys differ: \['hidden_size'\]"):
         train_group([DEP, dict(DEP, hidden_size=4)])
+
+
+def test_data_goes_to_every_run():
+    """train_group(configs, data): each run's task gets the data (the sequences task)."""
+    from rnnfast.cuda.training import train_group
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((9, 3, 2)), rng.integers(0, 2, 9)
+    cfg = dict(task="sequences", cell="rnn", hidden_size=2, batch_size=4, epochs=1,
+               valid_fraction=0.25, dtype="float64")  # fmt: skip
+    runs = train_group([dict(cfg, seed=0), dict(cfg, seed=1)], data=(x, y))
+    for s, res in enumerate(runs):
+        _same_run(rnnfast.train(dict(cfg, seed=s), (x, y)), res)
 
 
 def test_grid_on_cuda(tmp_path):
@@ -266,7 +438,7 @@ def test_kernels_compile_for_a_real_gpu():
     lines = [line.split() for line in out.stdout.splitlines()]
     assert {(k, dt) for k, dt, _ in lines} == {
         (k, dt) for k in ("forward_kernel", "backward_kernel", "weight_grad_kernel",
-                          "train_kernel") for dt in ("float32", "float64")
+                          "train_kernel", "eval_kernel") for dt in ("float32", "float64")
     }  # fmt: skip
     for name, dt, regs in lines:
         assert int(regs) * MAX_THREADS <= 65536, (name, dt, regs)

@@ -39,6 +39,7 @@ from rnnfast.codes import (
     IN_DENSE,
     IN_EMBED,
     IN_ONEHOT,
+    IN_QUANTIZED,
     MODE_SET,
     MODE_STREAM_TRUE,
     TGT_CLASSES,
@@ -65,76 +66,78 @@ Work = namedtuple(
 State = namedtuple("State", ["h", "c", "dh_n", "dc_n", "dh0", "dc0"])
 
 
-@njit(cache=True, error_model="numpy")
-def _put_input(form, theta, data, row, pos, I0, X, TB, col):
-    """Column col of X (I0, TB) = the inputs of data row `row` at time position `pos`
-    (pos < 0: zeros, before the start of a stream)."""
-    kind = form[F_INPUTS]
-    zero = X.dtype.type(0)
-    if pos < 0:
-        for i in range(I0):
-            X[i * TB + col] = zero
-    elif kind == IN_DENSE:
-        for i in range(I0):
-            X[i * TB + col] = data.xd[row, pos * I0 + i]
-    elif kind == IN_ONEHOT:
-        v = data.xt[row, pos]
-        for i in range(I0):
-            X[i * TB + col] = zero
-        X[v * TB + col] = X.dtype.type(1)
-    elif kind == IN_EMBED:
-        e0 = form[F_EO] + data.xt[row, pos] * I0  # the token's row of the (V, E) table
-        for i in range(I0):
-            X[i * TB + col] = theta[e0 + i]
-    else:  # IN_QUANTIZED
-        scale = X.dtype.type(data.scale)
-        for i in range(I0):
-            X[i * TB + col] = data.xq[row, pos * I0 + i] * scale
-
-
-@njit(cache=True, error_model="numpy")
-def _put_target(form, data, row, pos, C, ncols, k, y_class, y_real):
-    """Target column k = the target of data row `row` at column `pos`."""
-    if form[F_TARGETS] == TGT_CLASSES:
-        y_class[k] = data.yc[row, pos]
-    else:
-        for c in range(C):
-            y_real[c * ncols + k] = data.yr[row, pos * C + c]
+@njit(cache=True, error_model="numpy", inline="always")
+def _source(mode, order, u, t, b, T, B0):
+    """(row, column) of the data that feeds batch column b at step t of update u; a column
+    < 0 is before the start of a stream (zero input)."""
+    if mode == MODE_SET:
+        return order[u, b], t
+    if mode == MODE_STREAM_TRUE:  # copy i = b // B0 reads columns u*T + i - T + 1 ...
+        return b % B0, u * T + b // B0 - T + 1 + t
+    return b, u * T + t
 
 
 @njit(cache=True, error_model="numpy")
 def fill_batch(form, theta, data, u, T, B, I0, C, X, y_class, y_real):
-    """Update u's inputs X (I0, T*B) and targets (see the module docstring)."""
+    """Update u's inputs X (I0, T*B) and targets (see the module docstring).
+
+    One loop nest per input kind and per target kind, each with the mode's column mapping
+    inlined: a generic per-element dispatch measured 80 ns an element (a dependency epoch
+    5x slower than its old dedicated filler)."""
     TB = T * B
+    mode = form[F_MODE]
+    B0 = B // T if mode == MODE_STREAM_TRUE else B
+    kind = form[F_INPUTS]
+    zero, one = X.dtype.type(0), X.dtype.type(1)
+    order = data.order
+    if kind == IN_ONEHOT:
+        X[: I0 * TB] = zero
+        for t in range(T):
+            for b in range(B):
+                row, pos = _source(mode, order, u, t, b, T, B0)
+                if pos >= 0:
+                    X[data.xt[row, pos] * TB + t * B + b] = one
+    elif kind == IN_DENSE:
+        xd = data.xd
+        for t in range(T):
+            for b in range(B):
+                row, pos = _source(mode, order, u, t, b, T, B0)
+                for i in range(I0):
+                    X[i * TB + t * B + b] = xd[row, pos * I0 + i] if pos >= 0 else zero
+    elif kind == IN_QUANTIZED:
+        xq = data.xq
+        scale = X.dtype.type(data.scale)
+        for t in range(T):
+            for b in range(B):
+                row, pos = _source(mode, order, u, t, b, T, B0)
+                for i in range(I0):
+                    X[i * TB + t * B + b] = xq[row, pos * I0 + i] * scale if pos >= 0 else zero
+    else:  # IN_EMBED: the token's row of the (V, E) table in theta
+        eo = form[F_EO]
+        for t in range(T):
+            for b in range(B):
+                row, pos = _source(mode, order, u, t, b, T, B0)
+                e0 = eo + data.xt[row, pos] * I0
+                for i in range(I0):
+                    X[i * TB + t * B + b] = theta[e0 + i] if pos >= 0 else zero
+    # targets: per step (HEAD_ALL) at every (t, b); else one per column b at the last step
+    # ("true" truncation: each copy's last column, u*T + i; set mode: column 0 of y)
     per_step = form[F_HEAD] == HEAD_ALL
     ncols = TB if per_step else B
-    mode = form[F_MODE]
-    if mode == MODE_SET:
+    steps = T if per_step else 1
+    classes = form[F_TARGETS] == TGT_CLASSES
+    for s in range(steps):
+        t = s if per_step else T - 1
         for b in range(B):
-            row = data.order[u, b]
-            for t in range(T):
-                _put_input(form, theta, data, row, t, I0, X, TB, t * B + b)
-            if per_step:
-                for t in range(T):
-                    _put_target(form, data, row, t, C, ncols, t * B + b, y_class, y_real)
+            row, pos = _source(mode, order, u, t, b, T, B0)
+            if mode == MODE_SET and not per_step:
+                pos = 0
+            k = t * B + b if per_step else b
+            if classes:
+                y_class[k] = data.yc[row, pos]
             else:
-                _put_target(form, data, row, 0, C, ncols, b, y_class, y_real)
-        return
-    true_style = mode == MODE_STREAM_TRUE
-    copies = T if true_style else 1
-    B0 = B // copies
-    s = u * T
-    for i in range(copies):
-        first = s + i - T + 1 if true_style else s
-        for t in range(T):
-            for b0 in range(B0):
-                b = i * B0 + b0
-                _put_input(form, theta, data, b0, first + t, I0, X, TB, t * B + b)
-                if not true_style:
-                    _put_target(form, data, b0, first + t, C, ncols, t * B + b, y_class, y_real)
-        if true_style:
-            for b0 in range(B0):
-                _put_target(form, data, b0, s + i, C, ncols, i * B0 + b0, y_class, y_real)
+                for c in range(C):
+                    y_real[c * ncols + k] = data.yr[row, pos * C + c]
 
 
 @njit(cache=True, error_model="numpy")
@@ -142,25 +145,17 @@ def _embedding_backward(form, data, u, T, B, I0, dX, dx3, nchunks, dtheta):
     """dtheta's embedding rows += the input gradient of the columns that read them."""
     TB = T * B
     eo = form[F_EO]
-    true_style = form[F_MODE] == MODE_STREAM_TRUE
-    copies = T if true_style else 1
-    B0 = B // copies
+    mode = form[F_MODE]
+    B0 = B // T if mode == MODE_STREAM_TRUE else B
+    serial = num_chunks(nchunks, B) == 1
     for t in range(T):
         for b in range(B):
-            if form[F_MODE] == MODE_SET:
-                row, pos = data.order[u, b], t
-            else:
-                i, row = b // B0, b % B0
-                pos = u * T + (i - T + 1 if true_style else 0) + t
-                if pos < 0:
-                    continue
+            row, pos = _source(mode, data.order, u, t, b, T, B0)
+            if pos < 0:
+                continue  # zero input before the start of the stream
             e0 = eo + data.xt[row, pos] * I0
-            if num_chunks(nchunks, B) == 1:
-                for i in range(I0):
-                    dtheta[e0 + i] += dX[i * TB + t * B + b]
-            else:
-                for i in range(I0):
-                    dtheta[e0 + i] += dx3[t, b, i]
+            for i in range(I0):
+                dtheta[e0 + i] += dX[i * TB + t * B + b] if serial else dx3[t, b, i]
 
 
 @njit(cache=True, error_model="numpy")

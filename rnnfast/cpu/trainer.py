@@ -47,11 +47,11 @@ def blas_threads(cfg: dict, spec: Spec, steps: int, batch: int) -> int | None:
 class _Buffers:
     """State and Work tuples for batch B (the compiled loops' named groups)."""
 
-    def __init__(self, s: RunSetup, B: int, nchunks: int) -> None:
+    def __init__(self, s: RunSetup, B: int, nchunks: int, head: int) -> None:
         spec, dt, T, I0, C = s.spec, s.dt, s.T, s.I0, s.C
         L, D, H = spec.num_layers, spec.directions, spec.hidden_size
         n_saved, n_scratch = train_sizes(int(s.model[0]), L, D, T, B, I0, H, nchunks)
-        ncols = T * B if s.form.head == HEAD_ALL else B
+        ncols = T * B if head == HEAD_ALL else B
         embed = s.form.inputs == "embed"
         shape = (L * D, B, H)
         zeros = np.zeros(shape, dt)
@@ -72,7 +72,7 @@ class CpuTrainer:
     def __init__(self, setup: RunSetup) -> None:
         s = self.setup = setup
         self.nchunks = train_chunks(s.cfg, s.spec, s.T, s.B)
-        self.buf = _Buffers(s, s.B, self.nchunks)
+        self.buf = _Buffers(s, s.B, self.nchunks, s.form.head)
         self.optim = Optim(s.opt.code, s.hyper, s.s1, s.s2, float(s.cfg["clip"]))
         self._eval_bufs: dict[int, tuple[_Buffers, int]] = {}
 
@@ -99,12 +99,12 @@ class CpuTrainer:
         data, U, n_valid, batch = s.eval_data(k)
         if batch not in self._eval_bufs:
             nc = train_chunks(s.cfg, s.spec, s.T, batch)
-            self._eval_bufs[batch] = (_Buffers(s, batch, nc), nc)
+            self._eval_bufs[batch] = (_Buffers(s, batch, nc, s.eval_form.head), nc)
         bufs, nc = self._eval_bufs[batch]
         model = s.model.copy()
         model[5] = batch  # M_B
         with one_blas_thread(nc > 1):
-            loss, correct, counted = evaluate(model, s.form_vec, s.theta, s.woff, data,
+            loss, correct, counted = evaluate(model, s.eval_form_vec, s.theta, s.woff, data,
                                               U if n_updates is None else n_updates, n_valid,
                                               bufs.state, bufs.work, nc)  # fmt: skip
         return float(loss), int(correct), int(counted)

@@ -1,15 +1,22 @@
 """Training on the GPU: many runs that share shapes, one kernel launch per interval.
 
-    results = train_group(configs)        # list of TrainResult, in the order of configs
+    results = train_group(configs, data=None)   # list of TrainResult, in the order of configs
 
-Runs may differ in seed, learning rate, optimizer hyperparameters and clip; everything
-that fixes shapes or the program (task, model, batch, truncation, epochs, optimizer, dtype,
-data) must be equal (group_key). Each run is set up exactly as on the CPU (rnnfast.training:
-same initial parameters, data and batch order for the seed) and gets its own curve and
-result; the parameters, optimizer state and carried state live on the device for the
-whole training, and each interval of updates is one launch of R blocks
-(rnnfast/cuda/_train_kernel.py) that returns only the losses. MNIST test accuracy is
-computed on the host from the run's parameters, once per epoch.
+Runs may differ in seed, learning rate, optimizer hyperparameters and clip (PER_RUN_KEYS);
+everything that fixes shapes or the program (task, model, batch, truncation, epochs,
+optimizer, dtype, data) must be equal (group_key). Each run is set up exactly as on the CPU
+(rnnfast.run_setup.RunSetup: same initial parameters, data and batch order for the seed) and
+follows the same epoch schedule (rnnfast.run_setup.steps), so it gets the CPU's curve and
+result; the parameters, optimizer state and carried state live on the device for the whole
+training.
+
+The driver serves the runs' steps() generators in lockstep: each interval of updates is one
+launch of R blocks (rnnfast/cuda/_train_kernel.py: train_kernel) that returns only the
+losses; each evaluation is one launch of eval_kernel over every run's batch columns that
+returns (loss sum, correct, counted) per run, as the CPU's evaluate; "sync" copies a run's
+parameters back to its RunSetup. Nothing here knows a task: the kernels read the general form
+(rnnfast.seqdata), and a run's data arrays go to the device once per epoch (when they change),
+stacked (R, ...) or as one shared copy (1, ...) when every run's array is equal.
 """
 
 import time
@@ -18,8 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from rnnfast.codes import F_HEAD, HEAD_ALL, M_B
 from rnnfast.config import resolve
 from rnnfast.cuda import require
+from rnnfast.run_setup import RunSetup, TrainResult, steps
+from rnnfast.seqdata import Data
 
 # keys a group's runs may differ in: they are per-run values inside the kernel
 PER_RUN_KEYS = frozenset({"seed", "lr", "momentum", "beta1", "beta2", "eps", "alpha",
@@ -31,116 +41,225 @@ def group_key(cfg: dict[str, Any]) -> tuple:
     return tuple(sorted((k, repr(v)) for k, v in cfg.items() if k not in PER_RUN_KEYS))
 
 
-def _stack(arrays: Sequence[np.ndarray], shared: bool) -> np.ndarray:
-    """(R, ...) from per-run arrays of one shape, or (1, ...) when they are shared."""
-    if shared:
-        return np.ascontiguousarray(arrays[0][None])
-    return np.ascontiguousarray(np.stack(arrays))
+def _equal(arrays: Sequence[np.ndarray]) -> bool:
+    """Whether every array equals the first (the same memory, or equal values)."""
+    a0 = arrays[0]
+    ptr0 = a0.__array_interface__["data"][0]
+    for a in arrays[1:]:
+        if a is a0:
+            continue
+        if a.shape != a0.shape or a.dtype != a0.dtype:
+            return False
+        if a.__array_interface__["data"][0] == ptr0 and a.strides == a0.strides:
+            continue
+        if not np.array_equal(a, a0):
+            return False
+    return True
+
+
+class _DeviceData:
+    """Device copies of the runs' Data tuples, field by field: (1, ...) when every run's
+    array is equal (MNIST's images, a set's targets), else (R, ...) (data generated per seed,
+    each run's batch order). A field is uploaded again only when a run's host array changes."""
+
+    def __init__(self, cuda) -> None:
+        self.cuda = cuda
+        self.host: list[tuple] = [()] * (len(Data._fields) - 1)
+        self.dev: list = [None] * (len(Data._fields) - 1)
+
+    def put(self, datas: Sequence[Data]) -> Data:
+        for f in range(len(Data._fields) - 1):  # every field but the scale
+            arrays = tuple(d[f] for d in datas)
+            if len(arrays) == len(self.host[f]) and all(
+                a is b for a, b in zip(arrays, self.host[f], strict=True)
+            ):
+                continue
+            if _equal(arrays):
+                stacked = np.ascontiguousarray(arrays[0][None])
+            else:
+                for r, a in enumerate(arrays):
+                    if a.shape != arrays[0].shape:
+                        raise ValueError(
+                            f"data: runs trained together need data of one shape; run {r}'s "
+                            f"{Data._fields[f]} is {a.shape}, run 0's {arrays[0].shape}"
+                        )
+                stacked = np.ascontiguousarray(np.stack(arrays))
+            self.dev[f] = self.cuda.to_device(stacked)
+            self.host[f] = arrays
+        return Data(*self.dev, float(datas[0].scale))
+
+
+def _forward_layout(off: np.ndarray) -> np.ndarray:
+    """layout()'s offsets with the backward segments (dO on) cut to 32 elements each: the
+    evaluation runs only forward."""
+    from rnnfast.cuda._layers import S_DO  # noqa: PLC0415
+
+    out = off.copy()
+    for k in range(S_DO + 1, len(off)):
+        out[k] = out[k - 1] + 32
+    return out
 
 
 class _Group:
     """The device side of R runs: parameters, optimizer state, buffers; one launch per call."""
 
-    def __init__(self, trainers: list) -> None:
+    def __init__(self, setups: list[RunSetup]) -> None:
         from numba import cuda  # noqa: PLC0415
 
         from rnnfast.cuda._api import MAX_THREADS  # noqa: PLC0415
         from rnnfast.cuda._layers import layout  # noqa: PLC0415
+        from rnnfast.cuda._train_kernel import Optim, State  # noqa: PLC0415
 
-        self.cuda, self.trainers = cuda, trainers
-        tr0 = trainers[0]
-        s, spec, dt = tr0.setup, tr0.spec, tr0.dt
-        R, n = len(trainers), tr0.theta.size
-        L, D, H = spec.num_layers, spec.directions, spec.hidden_size
-        cell = int(tr0.model[0])
-        self.off = layout(cell, L, D, s.T, s.B, s.I0, H)
+        self.cuda, self.setups = cuda, setups
+        s = setups[0]
+        R, n, dt = len(setups), s.theta.size, s.dt
+        L, D, H = s.spec.num_layers, s.spec.directions, s.spec.hidden_size
+        self.L, self.D, self.H, self.R = L, D, H, R
         self.threads = min(MAX_THREADS, max(32, (H * s.B + 31) // 32 * 32))
-        ncols = s.T * s.B if s.head == 0 else s.B
 
-        def full(arr_of_run):  # (R, n) from per-run state (size n, or 0 when unused)
+        def full(state):  # (R, n) from per-run optimizer state (size n, or 0 when unused)
             out = np.zeros((R, n), dt)
-            for r, tr in enumerate(trainers):
-                a = arr_of_run(tr)
+            for r, st in enumerate(setups):
+                a = state(st)
                 if a.size == n:
                     out[r] = a
             return out
 
         to = cuda.to_device
-        self.theta = to(np.stack([tr.theta for tr in trainers]))
-        self.s1, self.s2 = to(full(lambda tr: tr.s1)), to(full(lambda tr: tr.s2))
-        self.hyper = to(np.stack([tr.hyper for tr in trainers]).astype(np.float64))
-        self.clip = to(np.array([float(tr.cfg["clip"] or 0.0) for tr in trainers]))
-        self.model, self.task, self.woff = to(tr0.model), to(tr0.task), to(tr0.woff)
+        self.theta = to(np.stack([st.theta for st in setups]))
+        hyper = np.stack([st.hyper for st in setups]).astype(np.float64)
+        self.opt = Optim(int(s.opt.code), to(hyper), to(full(lambda st: st.s1)),
+                         to(full(lambda st: st.s2)),
+                         to(np.array([float(st.cfg["clip"] or 0.0) for st in setups])))  # fmt: skip
+        self.model_host = s.model
+        self.model, self.form, self.woff = to(s.model), to(s.form_vec), to(s.woff)
+        self.eval_form = s.eval_form_vec
+        self.d_eval_form = to(self.eval_form)
         shape = (R, L * D, s.B, H)
-        self.h_state, self.c_state = cuda.device_array(shape, dt), cuda.device_array(shape, dt)
-        self.zeros = to(np.zeros(shape[1:], dt))
-        self.trash = cuda.device_array((R, 2, *shape[1:]), dt)
-        self.bufs = to(np.zeros((R, int(self.off[-1])), dt))
-        self.d_off = to(self.off)
-        self.dtheta = cuda.device_array((R, n), dt)
-        self.Z = cuda.device_array((R, s.C * ncols), dt)
-        self.dZ = cuda.device_array((R, s.C * ncols), dt)
-        self.y_class = to(np.zeros((R, ncols), np.int64))
-        self.y_real = to(np.zeros((R, ncols), dt))
-        self.done = cuda.device_array(R, np.int64)
-        self.data_epoch = None
+        self.state = State(cuda.device_array(shape, dt), cuda.device_array(shape, dt),
+                           to(np.zeros(shape[1:], dt)), cuda.device_array(shape, dt),
+                           cuda.device_array(shape, dt))  # fmt: skip
+        off = layout(int(s.model[0]), L, D, s.T, s.B, s.I0, H)
+        self.work = self._work(off, s.B, int(s.form_vec[F_HEAD]), with_grads=True)
+        self.data = _DeviceData(cuda)
+        self.data_key = None
+        self.eval_data: dict[int, _DeviceData] = {}
+        self.eval_bufs: dict[int, tuple] = {}
 
-    def upload(self, datas: list[tuple], key) -> None:
-        """The runs' epoch data (rnnfast.training._Trainer.epoch_data), once per epoch."""
-        if self.data_epoch == key:
-            return
-        kind = self.trainers[0].cfg["task"]
-        parts = list(zip(*datas, strict=True))  # (u8s, labs, idxs, f1s, f2s, f3s)
-        shared = {"dependency": (False, False, True, True, True, True),
-                  "mnist": (True, True, False, True, True, True),
-                  "addition": (True, True, True, False, False, False)}[kind]  # fmt: skip
-        self.data = [
-            self.cuda.to_device(_stack(p, sh)) for p, sh in zip(parts, shared, strict=True)
-        ]
-        self.data_epoch = key
+    def _work(self, off: np.ndarray, B: int, head: int, with_grads: bool):
+        from rnnfast.cuda._train_kernel import Work  # noqa: PLC0415
+
+        s, cuda, R = self.setups[0], self.cuda, self.R
+        dt = s.dt
+        ncols = s.T * B if head == HEAD_ALL else B
+        embed = s.form.inputs == "embed"
+        return Work(cuda.to_device(np.zeros((R, int(off[-1])), dt)), cuda.to_device(off),
+                    cuda.device_array((R, s.theta.size if with_grads else 1), dt),
+                    cuda.device_array((R, s.C * ncols), dt),
+                    cuda.device_array((R, s.C * ncols if with_grads else 1), dt),
+                    cuda.to_device(np.zeros((R, ncols), np.int32)),
+                    cuda.to_device(np.zeros((R, s.C * ncols), dt)),
+                    cuda.to_device(np.zeros((R, s.T * B if embed else 1), np.int32)))  # fmt: skip
 
     def warm_up(self) -> None:
-        """Compile the kernel (or load it from the cache) with a launch of zero updates."""
-        dt = self.trainers[0].dt
-        e8, eo, ef = (
-            np.zeros((1, 1, 1), np.uint8),
-            np.zeros((1, 1, 1), np.int64),
-            np.zeros((1, 1, 1), dt),
-        )
-        self.data = [self.cuda.to_device(a) for a in (e8, e8, eo, ef, ef, ef)]
-        self.run([0], 0, 0, 0, False)
-        self.data_epoch = None
+        """Compile the kernels (or load them from the cache) with launches of zero updates."""
+        dt = self.setups[0].dt
 
-    def run(self, active: list[int], u0: int, n: int, step0: int, reset: bool):
+        def z(kind):
+            return self.cuda.to_device(np.zeros((1, 1, 1), kind))
+
+        placeholder = Data(z(dt), z(np.uint8), z(np.int32), z(np.int32), z(dt), z(np.int64), 1.0)
+        self._launch(placeholder, [0], 0, 0, 0, False)
+        if self.setups[0].data.evaluations:
+            self.evaluate(0, [0], n_updates=0)
+
+    def upload(self, datas: list[Data], key) -> Data:
+        """The runs' epoch data (RunSetup.epoch_data), on the device once per epoch."""
+        if self.data_key != key:
+            self.dev_data = self.data.put(datas)
+            self.data_key = key
+        return self.dev_data
+
+    def _launch(self, data: Data, active: list[int], u0: int, n: int, step0: int, reset: bool):
+        from rnnfast.cuda._train_kernel import Out, train_kernel  # noqa: PLC0415
+
+        cuda, R = self.cuda, self.R
+        out = Out(cuda.device_array((R, max(n, 1)), np.float64),
+                  cuda.device_array((R, max(n, 1)), np.float64),
+                  cuda.device_array(R, np.int64))  # fmt: skip
+        runs = cuda.to_device(np.array(active, np.int64))
+        train_kernel[len(active), self.threads](self.model, self.form, self.woff, runs,
+                                                self.theta, self.opt, data, self.state,
+                                                self.work, u0, n, step0, reset, out)  # fmt: skip
+        return out
+
+    def run(self, data: Data, active: list[int], u0: int, n: int, step0: int, reset: bool):
         """Updates u0..u0+n-1 for the active runs; returns (losses, errors, done) (R, ...)."""
-        R = len(self.trainers)
-        losses = self.cuda.device_array((R, max(n, 1)), np.float64)
-        errors = self.cuda.device_array((R, max(n, 1)), np.float64)
-        runs = self.cuda.to_device(np.array(active, np.int64))
-        from rnnfast.cuda._train_kernel import train_kernel  # noqa: PLC0415
+        out = self._launch(data, active, u0, n, step0, reset)
+        return out.losses.copy_to_host(), out.errors.copy_to_host(), out.done.copy_to_host()
 
-        code = self.trainers[0].opt.code
-        train_kernel[len(active), self.threads](
-            self.model, self.task, runs, self.theta, self.woff, code, self.hyper, self.s1,
-            self.s2, step0, self.clip, *self.data, u0, n, reset, self.h_state, self.c_state,
-            self.zeros, self.trash, self.bufs, self.d_off, self.dtheta, self.Z, self.dZ,
-            self.y_class, self.y_real, losses, errors, self.done,
-        )  # fmt: skip
-        return losses.copy_to_host(), errors.copy_to_host(), self.done.copy_to_host()
+    def evaluate(self, k: int, active: list[int], n_updates: int | None = None) -> dict:
+        """{run: (loss sum, correct, counted)} of evaluation k for the active runs, as
+        rnnfast.cpu._train.evaluate (one launch; blocks take batch columns of each run)."""
+        from rnnfast.cuda._api import launch_shape  # noqa: PLC0415
+        from rnnfast.cuda._layers import layout  # noqa: PLC0415
+        from rnnfast.cuda._train_kernel import EvalOut, State, eval_kernel  # noqa: PLC0415
+
+        cuda, s = self.cuda, self.setups[0]
+        evs = {r: self.setups[r].eval_data(k) for r in active}
+        first = evs[active[0]]
+        for r, (_, U, n_valid, batch) in evs.items():
+            if (U, n_valid, batch) != first[1:]:
+                raise ValueError(
+                    f"data: runs trained together need evaluation data of one shape; run {r} "
+                    f"evaluates {n_valid} sequences in {U} batches of {batch}, run "
+                    f"{active[0]} {first[2]} in {first[1]} of {first[3]}"
+                )
+        _, U, n_valid, batch = first
+        if k not in self.eval_data:
+            self.eval_data[k] = _DeviceData(cuda)
+        datas = [evs.get(r, first)[0] for r in range(self.R)]
+        data = self.eval_data[k].put(datas)
+        if batch not in self.eval_bufs:
+            off = _forward_layout(layout(int(s.model[0]), self.L, self.D, s.T, batch, s.I0,
+                                         self.H))  # fmt: skip
+            shape = (self.R, self.L * self.D, batch, self.H)
+            h, c = cuda.device_array(shape, s.dt), cuda.device_array(shape, s.dt)
+            model = self.model_host.copy()
+            model[M_B] = batch
+            self.eval_bufs[batch] = (cuda.to_device(model), State(h, c, h[0], h, c),
+                                     self._work(off, batch, int(self.eval_form[F_HEAD]),
+                                                with_grads=False))  # fmt: skip
+        model, state, work = self.eval_bufs[batch]
+        blocks, threads, bc = launch_shape(self.H, batch)
+        out = EvalOut(cuda.device_array((self.R, blocks), np.float64),
+                      cuda.device_array((self.R, blocks), np.int64),
+                      cuda.device_array((self.R, blocks), np.int64))  # fmt: skip
+        runs = cuda.to_device(np.array(active, np.int64))
+        n = U if n_updates is None else n_updates
+        eval_kernel[len(active) * blocks, threads](model, self.d_eval_form, self.woff, runs,
+                                                   self.theta, data, state, work, n, n_valid,
+                                                   bc, out)  # fmt: skip
+        loss, correct, counted = (a.copy_to_host() for a in out)
+        # the blocks' partial sums in block order: the same bits on every launch
+        return {r: (float(sum(loss[r].tolist())), int(correct[r].sum()), int(counted[r].sum()))
+                for r in active}  # fmt: skip
 
     def sync(self, r: int) -> None:
-        """Run r's parameters back into its host trainer."""
-        self.trainers[r].theta[:] = self.theta[r].copy_to_host()
+        """Run r's parameters back into its RunSetup."""
+        self.setups[r].theta[:] = self.theta[r].copy_to_host()
 
 
-def train_group(configs: Sequence[dict[str, Any]],
-                progress: Callable[[int, int], None] | None = None) -> list:  # fmt: skip
+def train_group(
+    configs: Sequence[dict[str, Any]],
+    data: Any = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[TrainResult]:
     """Train runs that share shapes together on the GPU; see the module docstring.
 
+    data: passed to every run's task as rnnfast.train's data argument (RunSetup(cfg, data)).
     progress(updates_done, updates_total) is called after every interval (counting the
     updates of the group's first run)."""
-    from rnnfast.training import _Trainer, steps  # noqa: PLC0415
-
     require()
     if not configs:
         return []
@@ -154,13 +273,13 @@ def train_group(configs: Sequence[dict[str, Any]],
             f"configs: runs trained together may differ only in {sorted(PER_RUN_KEYS)}; "
             f"these keys differ: {diff}"
         )
-    trainers = [_Trainer(c) for c in cfgs]
+    setups = [RunSetup(c, data) for c in cfgs]
     t0 = time.perf_counter()
-    group = _Group(trainers)
+    group = _Group(setups)
     group.warm_up()
     compile_time = time.perf_counter() - t0
-    gens = [steps(c, tr, compile_time, progress if i == 0 else None, t_start)
-            for i, (c, tr) in enumerate(zip(cfgs, trainers, strict=True))]  # fmt: skip
+    gens = [steps(s, compile_time, progress if i == 0 else None, t_start)
+            for i, s in enumerate(setups)]  # fmt: skip
     reqs: dict[int, tuple] = {r: next(g) for r, g in enumerate(gens)}
     results: list = [None] * len(gens)
 
@@ -172,23 +291,31 @@ def train_group(configs: Sequence[dict[str, Any]],
             del reqs[r]
 
     while reqs:
-        for r in [r for r, q in reqs.items() if q[0] != "updates"]:
+        syncs = [r for r, q in reqs.items() if q[0] == "sync"]
+        for r in syncs:
             group.sync(r)
-            answer(r, trainers[r].test_accuracy() if reqs[r][0] == "accuracy" else None)
-        updates = {r: q for r, q in reqs.items() if q[0] == "updates"}
-        if not updates:
+            answer(r, None)
+        evals = sorted((q[1], r) for r, q in reqs.items() if q[0] == "evaluate")
+        if evals:  # every run at the same evaluation is served by one launch
+            k = evals[0][0]
+            active = [r for kk, r in evals if kk == k]
+            for r, value in group.evaluate(k, active).items():
+                answer(r, value)
+            continue
+        if syncs:
             continue
         # runs still training are in lockstep: the same epoch, update range and step
-        r0 = min(updates)
-        _, _, u0, n, step0, _, _, reset = updates[r0]
-        active = [r for r, q in updates.items() if q[2:5] == (u0, n, step0)]
-        first = updates[r0][1]  # a diverged run's row gets any run's data: it is not read
-        group.upload([updates[r][1] if r in updates else first for r in range(len(gens))],
-                     step0 - u0)  # fmt: skip
-        losses, errors, done = group.run(active, u0, n, step0, reset)
+        r0 = min(reqs)
+        _, _, u0, n, step0, _, _, reset = reqs[r0]
+        active = [r for r, q in reqs.items() if q[2:5] == (u0, n, step0)]
+        first = reqs[r0][1]  # a finished run's row gets another run's data: it is not read
+        dev = group.upload([reqs[r][1] if r in reqs else first for r in range(len(gens))],
+                           step0 - u0)  # fmt: skip
+        losses, errors, done = group.run(dev, active, u0, n, step0, reset)
         for r in active:
             k = int(done[r])
-            updates[r][5][: min(k + 1, n)] = losses[r, : min(k + 1, n)]
-            updates[r][6][: min(k + 1, n)] = errors[r, : min(k + 1, n)]
+            m = min(k + 1, n)  # a diverged update's loss is kept
+            reqs[r][5][:m] = losses[r, :m]
+            reqs[r][6][:m] = errors[r, :m]
             answer(r, k)
     return results
