@@ -149,6 +149,8 @@ def run_id(config: dict[str, Any]) -> str:
 
 
 NON_IDENTITY_KEYS = frozenset({"threads"})
+
+
 def format_point(point: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in point.items()) or "(fixed)"
 
