@@ -90,14 +90,15 @@ class RunSetup:
         self.eval_form = dataclasses.replace(f, truncation="tf")
         self.eval_form_vec = self.eval_form.vector(self.eo)
         self._eval_cache: dict[int, tuple] = {}
+        self._epoch_cache: tuple = (None, None)  # (epoch, Data)
+        self._split_cache: tuple = (None, None)  # (the task's Split, its Data)
 
     def _init_theta(self, F: int) -> np.ndarray:
         cfg, f = self.cfg, self.form
+        rng = np.random.default_rng([cfg["seed"], 0])
         if self.data.init is not None:
             rnn, head = self.data.init(cfg, self.dt)
-            rng = np.random.default_rng([cfg["seed"], 0])
         else:
-            rng = np.random.default_rng([cfg["seed"], 0])
             rnn = init_params(cfg["cell"], self.I0, cfg["hidden_size"],
                               num_layers=cfg["num_layers"], bidirectional=cfg["bidirectional"],
                               bias=cfg["bias"], dtype=self.dt,
@@ -113,7 +114,12 @@ class RunSetup:
         return self.data.updates_per_epoch
 
     def epoch_data(self, epoch: int) -> Data:
-        """The compiled loops' data for one epoch (set mode: batches reshuffled by the seed)."""
+        """The compiled loops' data for one epoch (set mode: batches reshuffled by the seed).
+
+        Cached: the last epoch's data is handed out again for the same epoch (the warm-up and
+        epoch 1), and a task's unchanged split is converted to the run's dtype only once."""
+        if self._epoch_cache[0] == epoch:
+            return self._epoch_cache[1]
         split = self.data.train(epoch)
         order = None
         if self.form.mode == "set":
@@ -123,7 +129,15 @@ class RunSetup:
             else:
                 U = split.count // self.form.batch
                 order = np.arange(U * self.form.batch, dtype=np.int64).reshape(U, -1)
-        return split.data(self.form, self.dt, order)
+        if self._split_cache[0] is split:
+            data = self._split_cache[1]
+            if order is not None:
+                data = data._replace(order=np.ascontiguousarray(order, np.int64))
+        else:
+            data = split.data(self.form, self.dt, order)
+            self._split_cache = (split, data)
+        self._epoch_cache = (epoch, data)
+        return data
 
     def eval_data(self, k: int) -> tuple[Data, int, int, int]:
         """(data, updates, sequences counted, batch columns) of evaluation k, cached."""

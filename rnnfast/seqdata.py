@@ -107,15 +107,6 @@ class Split:
     y: np.ndarray
     count: int  # sequences (set) or stream columns
 
-    def updates(self, form: Form, batch: int | None = None) -> int:
-        """Updates (batches or windows) one pass over the split takes: whole batches only in
-        training (batch None), every sequence (the last batch padded) in evaluation."""
-        if form.mode == "stream":
-            return self.count // form.steps
-        if batch is None:
-            return self.count // form.batch
-        return -(-self.count // batch)
-
     def data(self, form: Form, dtype, order: np.ndarray | None = None) -> Data:
         """The compiled loops' Data tuple (dense inputs and real targets in dtype)."""
         dt = np.dtype(dtype)

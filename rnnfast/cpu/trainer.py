@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from rnnfast.codes import HEAD_ALL
+from rnnfast.codes import HEAD_ALL, M_B
 from rnnfast.cpu._chunks import train_sizes
 from rnnfast.cpu._split import one_blas_thread, split_chunks
 from rnnfast.cpu._train import Optim, State, Work, evaluate, train_updates
@@ -102,7 +102,7 @@ class CpuTrainer:
             self._eval_bufs[batch] = (_Buffers(s, batch, nc, s.eval_form.head), nc)
         bufs, nc = self._eval_bufs[batch]
         model = s.model.copy()
-        model[5] = batch  # M_B
+        model[M_B] = batch
         with one_blas_thread(nc > 1):
             loss, correct, counted = evaluate(model, s.eval_form_vec, s.theta, s.woff, data,
                                               U if n_updates is None else n_updates, n_valid,

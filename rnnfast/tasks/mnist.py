@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from rnnfast.seqdata import Evaluation, Form, Split, TaskData, batch_order  # noqa: F401
+from rnnfast.seqdata import Evaluation, Form, Split, TaskData
 from rnnfast.tasks import Task
 
 VARIANTS = ("rows", "pixels", "permuted")
