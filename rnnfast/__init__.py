@@ -2,6 +2,7 @@
 
 from rnnfast.api import Cache, backward, forward
 from rnnfast.layers import GRU, LSTM, RNN, RecurrentLayer
+from rnnfast.packing import from_packed, pad_sequences, to_packed, unpad
 from rnnfast.params import init_params
 
 __version__ = "0.1.0"
@@ -34,8 +35,12 @@ __all__ = [
     "__version__",
     "backward",
     "forward",
+    "from_packed",
     "init_params",
     "load_results",
+    "pad_sequences",
     "sample",
+    "to_packed",
     "train",
+    "unpad",
 ]

@@ -1,9 +1,15 @@
 """Layer objects over the functional API: rnnfast.RNN, rnnfast.LSTM, rnnfast.GRU.
 
     layer = rnnfast.LSTM(input_size, hidden_size, num_layers=1, bidirectional=False,
-                         bias=True, dtype=np.float32, seed=None, backend="cpu")
-    out, state = layer(x, state0=None)     # x (T, B, I) time-major, as rnnfast.forward
+                         bias=True, dtype=np.float32, seed=None, backend="cpu",
+                         batch_first=False)
+    out, state = layer(x, state0=None, lengths=None)   # as rnnfast.forward
     grads = layer.backward(dout, dstate=None)   # as rnnfast.backward, for the last call
+
+x is (T, B, I) time-major, or (B, T, I) with batch_first=True (out then (B, T, D*H), dout and
+grads["x"] in the same layout), as torch's modules. lengths (B,) gives each sequence's valid
+steps of a right-padded x, with the semantics of torch's pack_padded_sequence -> module ->
+pad_packed_sequence (rnnfast.pad_sequences builds x and lengths from a list of sequences).
 
 A layer holds its parameters (`layer.params`, PyTorch's keys and shapes) and the cache of its
 last forward pass. State dicts move both ways with PyTorch:
@@ -64,10 +70,14 @@ class RecurrentLayer:
         dtype: object = np.float32,
         seed: int | None = None,
         backend: str = "cpu",
+        batch_first: bool = False,
         _nonlinearity: str = "tanh",
     ) -> None:
         if not self.cell:
             raise TypeError("RecurrentLayer is a base class: use rnnfast.RNN, LSTM or GRU")
+        if not isinstance(batch_first, bool):
+            raise ValueError(f"batch_first: expected True or False, got {batch_first!r}")
+        self.batch_first = batch_first
         if _nonlinearity not in NONLINEARITIES:
             raise ValueError(
                 f"nonlinearity: expected one of {list(NONLINEARITIES)}, got {_nonlinearity!r}"
@@ -118,14 +128,18 @@ class RecurrentLayer:
 
     def __repr__(self) -> str:
         extra = f", nonlinearity={self.nonlinearity!r}" if self.cell == "rnn" else ""
+        extra += ", batch_first=True" if self.batch_first else ""  # shown when not torch's default
         return (
             f"{type(self).__name__}({self.input_size}, {self.hidden_size}, "
             f"num_layers={self.num_layers}, bidirectional={self.bidirectional}, "
             f"bias={self.bias}, dtype={self.dtype}{extra}, backend={self.backend!r})"
         )
 
-    def __call__(self, x: np.ndarray, state0: Any = None) -> tuple[np.ndarray, Any]:
-        """Forward pass over x (T, B, I); keeps the cache for backward. Returns (out, state)."""
+    def __call__(
+        self, x: np.ndarray, state0: Any = None, *, lengths: Any = None
+    ) -> tuple[np.ndarray, Any]:
+        """Forward pass over x (T, B, I), or (B, T, I) with batch_first, optionally with
+        lengths (B,); keeps the cache for backward. Returns (out, state)."""
         out, state, cache = forward(
             self.cell,
             self.params,
@@ -133,12 +147,15 @@ class RecurrentLayer:
             state0,
             nonlinearity=self.nonlinearity,
             backend=self.backend,
+            lengths=lengths,
+            batch_first=self.batch_first,
         )
         self._cache = cache
         return out, state
 
     def backward(self, dout: np.ndarray, dstate: Any = None) -> dict[str, np.ndarray]:
-        """Gradients of sum(out * dout) + sum(state * dstate) for the last forward pass."""
+        """Gradients of sum(out * dout) + sum(state * dstate) for the last forward pass; dout
+        and grads["x"] in that pass's layout (its batch_first), padded steps ignored."""
         if self._cache is None:
             raise RuntimeError(
                 f"{type(self).__name__}.backward: no forward pass to differentiate; "
@@ -178,8 +195,8 @@ class RecurrentLayer:
         """A layer with the structure and weights of a torch.nn.RNN, LSTM or GRU.
 
         Called on RecurrentLayer, the class follows the module; called on a subclass, the
-        module must be of the same cell type. rnnfast is time-major and has no projections,
-        so batch_first=True and proj_size > 0 are rejected; dropout > 0 only acts in
+        module must be of the same cell type. The layer takes the module's batch_first.
+        rnnfast has no projections, so proj_size > 0 is rejected; dropout > 0 only acts in
         training mode in torch, and rnnfast has none, so it is ignored with a warning.
         """
         mode = getattr(module, "mode", None)
@@ -194,11 +211,6 @@ class RecurrentLayer:
             raise ValueError(
                 f"module: {target.__name__}.from_torch expected a torch.nn.{target.__name__}, "
                 f"got {type(module).__name__} ({cell})"
-            )
-        if getattr(module, "batch_first", False):
-            raise ValueError(
-                "module: batch_first=True is not supported; rnnfast is time-major (T, B, I): "
-                "build the torch module with batch_first=False, or transpose x yourself"
             )
         if getattr(module, "proj_size", 0):
             raise ValueError(f"module: proj_size={module.proj_size} is not supported (expected 0)")
@@ -222,13 +234,14 @@ class RecurrentLayer:
             dtype=dtype,
             seed=0,
             backend=backend,
+            batch_first=bool(getattr(module, "batch_first", False)),
             **kwargs,
         )
         layer.load_state_dict(dict(state))
         return layer
 
     def to_torch(self) -> Any:
-        """A torch.nn.RNN/LSTM/GRU (batch_first=False) holding copies of these weights."""
+        """A torch.nn.RNN/LSTM/GRU with this layer's batch_first, holding copies of its weights."""
         try:
             import torch
         except ImportError as exc:
@@ -246,7 +259,7 @@ class RecurrentLayer:
             self.hidden_size,
             self.num_layers,
             bias=self.bias,
-            batch_first=False,
+            batch_first=self.batch_first,
             bidirectional=self.bidirectional,
             dtype=torch.float32 if self.dtype == np.float32 else torch.float64,
             **kwargs,
@@ -272,6 +285,7 @@ class RNN(RecurrentLayer):
         seed: int | None = None,
         nonlinearity: str = "tanh",
         backend: str = "cpu",
+        batch_first: bool = False,
     ) -> None:
         super().__init__(
             input_size,
@@ -282,6 +296,7 @@ class RNN(RecurrentLayer):
             dtype=dtype,
             seed=seed,
             backend=backend,
+            batch_first=batch_first,
             _nonlinearity=nonlinearity,
         )
 

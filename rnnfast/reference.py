@@ -19,6 +19,12 @@ t = 0..T-1 from h0[k*D], the reverse one t = T-1..0 from h0[k*D + 1]; the hidden
 made at time t is out[t, :, d*H:(d+1)*H]. The last state each direction makes is
 h_n[k*D + d] (and c_n for lstm).
 
+lengths (B,) (PyTorch's packed semantics): sequence b takes part in step t only if
+t < lengths[b]; otherwise its state is carried unchanged and its output is zero. So the
+reverse direction starts at each sequence's own last step, and h_n is each sequence's state
+after its own last step. Backward masks the same way: a padded step passes dh (dc) through
+unchanged and contributes no gradient.
+
 Backward walks the same steps in the opposite order. Each cell's backward step turns
 dh' (and dc') into the gradients of the two pre-activations, da_i and da_h, plus the
 part of dh that does not go through W_hh (gru: z * dh'); then, for every cell,
@@ -145,10 +151,22 @@ def _time_order(T: int, direction: int) -> range:
     return range(T - 1, -1, -1) if direction else range(T)
 
 
-def forward(spec: Spec, nonlinearity: str, params: dict, x: np.ndarray, h0, c0):
-    """out (T, B, D*H), h_n (L*D, B, H), c_n (lstm) or None, data for backward."""
+def _masks(lengths, T: int, B: int) -> list:
+    """masks[t] (B, 1) bool: which sequences take part in step t (None: all of them)."""
+    if lengths is None:
+        return [None] * T
+    return [(t < lengths)[:, None] for t in range(T)]
+
+
+def forward(spec: Spec, nonlinearity: str, params: dict, x: np.ndarray, h0, c0,
+            lengths=None, batch_first: bool = False):  # fmt: skip
+    """out (T, B, D*H) (batch_first: (B, T, D*H)), h_n (L*D, B, H), c_n (lstm) or None,
+    data for backward."""
     step = _CELLS[spec.cell][0]
+    if batch_first:
+        x = x.transpose(1, 0, 2)
     T, B, _ = x.shape
+    masks = _masks(lengths, T, B)
     D, H = spec.directions, spec.hidden_size
     h_n = np.empty_like(h0)
     c_n = np.empty_like(c0) if spec.cell == "lstm" else None
@@ -167,15 +185,22 @@ def forward(spec: Spec, nonlinearity: str, params: dict, x: np.ndarray, h0, c0):
                 a_h = h @ w_hh.T + b_hh
                 h_new, c_new, saved = step(nonlinearity, a_i, a_h, h, c)
                 steps[t] = (h, c, saved)
-                h, c = h_new, c_new
-                out[t, :, d * H : (d + 1) * H] = h
+                m = masks[t]
+                if m is None:
+                    h, c = h_new, c_new
+                    out[t, :, d * H : (d + 1) * H] = h
+                else:  # padded sequences keep their state and output zero
+                    h = np.where(m, h_new, h)
+                    c = np.where(m, c_new, c) if c is not None else None
+                    out[t, :, d * H : (d + 1) * H] = np.where(m, h, 0)
             h_n[layer * D + d] = h
             if c_n is not None:
                 c_n[layer * D + d] = c
             layer_steps.append(steps)
         data.append((inp, layer_steps))
         inp = out
-    return inp, h_n, c_n, data
+    data = (data, masks, batch_first)
+    return (inp.transpose(1, 0, 2).copy() if batch_first else inp), h_n, c_n, data
 
 
 def backward(spec: Spec, nonlinearity: str, params: dict, data, dout, dh_n, dc_n) -> dict:
@@ -185,7 +210,9 @@ def backward(spec: Spec, nonlinearity: str, params: dict, data, dout, dh_n, dc_n
     grads = {key: np.zeros_like(value) for key, value in params.items()}
     dh0 = np.empty_like(dh_n)
     dc0 = np.empty_like(dc_n) if spec.cell == "lstm" else None
-    dlayer_out = dout  # (T, B, D*H): gradient of the current layer's output
+    data, masks, batch_first = data
+    dlayer_out = dout.transpose(1, 0, 2) if batch_first else dout  # (T, B, D*H): gradient of
+    #                                                     the current layer's output
     for layer in reversed(range(spec.num_layers)):
         inp, layer_steps = data[layer]
         T = inp.shape[0]
@@ -197,8 +224,13 @@ def backward(spec: Spec, nonlinearity: str, params: dict, data, dout, dh_n, dc_n
             dc = dc_n[layer * D + d].copy() if dc0 is not None else None
             for t in reversed(_time_order(T, d)):
                 h, c, saved = layer_steps[d][t]
-                dh = dh + dlayer_out[t, :, d * H : (d + 1) * H]
-                da_i, da_h, dh_direct, dc = step_back(nonlinearity, saved, h, c, dh, dc)
+                m = masks[t]
+                dstep = dlayer_out[t, :, d * H : (d + 1) * H]
+                dh = dh + (dstep if m is None else np.where(m, dstep, 0))
+                da_i, da_h, dh_direct, dc_new = step_back(nonlinearity, saved, h, c, dh, dc)
+                dh_carry, dc_carry = dh, dc
+                if m is not None:  # a padded step: no gradient, dh and dc pass through
+                    da_i, da_h = np.where(m, da_i, 0), np.where(m, da_h, 0)
                 grads[k["weight_ih"]] += da_i.T @ inp[t]
                 grads[k["weight_hh"]] += da_h.T @ h
                 if spec.bias:
@@ -208,11 +240,15 @@ def backward(spec: Spec, nonlinearity: str, params: dict, data, dout, dh_n, dc_n
                 dh = da_h @ w_hh
                 if dh_direct is not None:
                     dh = dh + dh_direct
+                dc = dc_new
+                if m is not None:
+                    dh = np.where(m, dh, dh_carry)
+                    dc = np.where(m, dc_new, dc_carry) if dc is not None else None
             dh0[layer * D + d] = dh
             if dc0 is not None:
                 dc0[layer * D + d] = dc
         dlayer_out = dinp
-    grads["x"] = dlayer_out
+    grads["x"] = dlayer_out.transpose(1, 0, 2).copy() if batch_first else dlayer_out
     grads["h0"] = dh0
     if dc0 is not None:
         grads["c0"] = dc0

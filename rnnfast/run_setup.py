@@ -132,7 +132,7 @@ class RunSetup:
         if self._split_cache[0] is split:
             data = self._split_cache[1]
             if order is not None:
-                data = data._replace(order=np.ascontiguousarray(order, np.int64))
+                data = data._replace(order=split.batches(order))
         else:
             data = split.data(self.form, self.dt, order)
             self._split_cache = (split, data)

@@ -21,6 +21,13 @@ Form (what the arrays mean):
 Split arrays (the loops' layout, row-major, one row a sequence or a stream row):
     x: set (N, T*I) float / uint8 or (N, T) int32 ids;  stream (B, cols*I) / (B, cols)
     y: classes (N, T or 1) / (B, cols) int32;  reals (N, (T or 1)*C) / (B, cols*C) float
+    lengths: set mode, optional (N,): sequence n's valid steps, right-padded to T (PyTorch's
+      packed semantics: a per-sequence target is read at step lengths[n] - 1, per-step targets
+      at padded steps are ignored, means are over real steps only)
+
+With lengths, each batch (a row of `order`) is sorted by descending length (stable, so equal
+lengths keep the shuffled order): at step t the live columns are then the first k_t, and the
+kernels run their products on those only.
 """
 
 from collections import namedtuple
@@ -50,8 +57,9 @@ TARGETS = {"classes": TGT_CLASSES, "reals": TGT_REALS, "sigmoid": TGT_SIGMOID}
 
 # The arrays of one split as the compiled loops take them (unused ones are 1x1 placeholders, so
 # each dtype compiles one specialisation): dense, quantized, token ids, class targets, real
-# targets, the batch order (U, B) and the quantized inputs' scale.
-Data = namedtuple("Data", ["xd", "xq", "xt", "yc", "yr", "order", "scale"])
+# targets, the batch order (U, B), the quantized inputs' scale and the sequences' lengths (N,)
+# int64 (size 0: every sequence has T steps).
+Data = namedtuple("Data", ["xd", "xq", "xt", "yc", "yr", "order", "scale", "lens"])
 
 
 @dataclass(frozen=True)
@@ -106,6 +114,15 @@ class Split:
     x: np.ndarray
     y: np.ndarray
     count: int  # sequences (set) or stream columns
+    lengths: np.ndarray | None = None  # set mode: (N,) valid steps, None: all T
+
+    def batches(self, order: np.ndarray) -> np.ndarray:
+        """order (U, B) with each row sorted by descending length (stable), as int64."""
+        order = np.ascontiguousarray(order, np.int64)
+        if self.lengths is None:
+            return order
+        rank = np.argsort(-self.lengths[order], axis=1, kind="stable")
+        return np.ascontiguousarray(np.take_along_axis(order, rank, axis=1))
 
     def data(self, form: Form, dtype, order: np.ndarray | None = None) -> Data:
         """The compiled loops' Data tuple (dense inputs and real targets in dtype)."""
@@ -120,9 +137,11 @@ class Split:
         classes = form.targets == "classes"
         yc = np.ascontiguousarray(self.y, np.int32) if classes else none_i
         yr = none_f if classes else np.ascontiguousarray(self.y, dt)
-        if order is None:
-            order = np.zeros((1, 1), np.int64)
-        return Data(xd, xq, xt, yc, yr, np.ascontiguousarray(order, np.int64), float(form.scale))
+        order = np.zeros((1, 1), np.int64) if order is None else self.batches(order)
+        lens = np.zeros(0, np.int64)
+        if self.lengths is not None:
+            lens = np.ascontiguousarray(self.lengths, np.int64)
+        return Data(xd, xq, xt, yc, yr, order, float(form.scale), lens)
 
 
 @dataclass

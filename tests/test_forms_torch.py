@@ -12,6 +12,10 @@ torch.nn.utils.clip_grad_norm_ and the torch.optim optimizer of the same kind. C
 loss of every update (the curve's "loss" points) and the final parameters, to 1e-9 relative;
 for a validation split also the validation metrics of every epoch.
 
+Sets with unequal lengths (data (x, y, lengths)) run torch on packed sequences
+(pack_padded_sequence(enforce_sorted=False)): the per-sequence head reads h_n, per-step losses
+are over the real steps only.
+
 Also: the same config and seed give bit-identical curves and parameters twice, for every form.
 """
 
@@ -69,6 +73,13 @@ def _tokens(rng, N, T, V):
     return x
 
 
+def _lengths(rng, N, T):
+    """Lengths in [1, T] with a 1 and a T among them, in random order."""
+    lengths = rng.integers(1, T + 1, N)
+    lengths[:2] = 1, T
+    return rng.permutation(lengths)
+
+
 def _stream_text(seed: int, n: int = 64) -> str:
     rng = np.random.default_rng(seed)
     return "".join(rng.choice(list("abcde "), n))
@@ -106,6 +117,27 @@ def make_case(name: str) -> Case:
         cfg = _sequences(cell="lstm", hidden_size=6, embedding=4, batch_size=5, epochs=1,
                          optimizer="sgd", lr=0.5, momentum=0.5)  # fmt: skip
         return Case(cfg, (x, y))
+    if name == "lengths-dense-seq-classes-lstm-2layers-bi-adam":
+        x, y = _dense(rng, 24, 7, 3), _classes(rng, 24, 3)
+        cfg = _sequences(cell="lstm", hidden_size=5, num_layers=2, bidirectional=True,
+                         batch_size=8, epochs=2, optimizer="adam", lr=0.05)  # fmt: skip
+        return Case(cfg, (x, y, _lengths(rng, 24, 7)))
+    if name == "lengths-dense-step-reals2-gru-sgd":
+        x, y = _dense(rng, 20, 6, 2), rng.normal(0.0, 1.0, (20, 6, 2))
+        cfg = _sequences(cell="gru", hidden_size=6, batch_size=5, epochs=1, optimizer="sgd",
+                         lr=0.3, momentum=0.9)  # fmt: skip
+        return Case(cfg, (x, y, _lengths(rng, 20, 6)))
+    if name == "lengths-embed-step-classes-rnn-bi-rmsprop":
+        x, y = _tokens(rng, 20, 5, 7), _classes(rng, (20, 5), 3)
+        cfg = _sequences(cell="rnn", nonlinearity="relu", hidden_size=6, embedding=4,
+                         bidirectional=True, batch_size=5, epochs=1, optimizer="rmsprop",
+                         lr=0.01)  # fmt: skip
+        return Case(cfg, (x, y, _lengths(rng, 20, 5)))
+    if name == "lengths-onehot-seq-classes-gru-adagrad":
+        x, y = _tokens(rng, 20, 6, 5), _classes(rng, 20, 4)
+        cfg = _sequences(cell="gru", hidden_size=5, batch_size=5, epochs=2, optimizer="adagrad",
+                         lr=0.1)  # fmt: skip
+        return Case(cfg, (x, y, _lengths(rng, 20, 6)))
     if name == "text-tf-onehot-lstm-adam-clip":
         cfg = _text(cell="lstm", hidden_size=6, num_steps=5, batch_size=3, optimizer="adam",
                     lr=0.05, clip=0.1)  # fmt: skip
@@ -131,6 +163,10 @@ CASES = [
     "text-tf-onehot-lstm-adam-clip",
     "text-tf-embed-gru-rmsprop",
     "text-true-onehot-rnn-sgd",
+    "lengths-dense-seq-classes-lstm-2layers-bi-adam",
+    "lengths-dense-step-reals2-gru-sgd",
+    "lengths-embed-step-classes-rnn-bi-rmsprop",
+    "lengths-onehot-seq-classes-gru-adagrad",
 ]
 
 
@@ -171,10 +207,11 @@ class Net(nn.Module):
         # strict: every key of rnnfast's parameters has its torch counterpart and vice versa
         self.load_state_dict({_torch_key(k): torch.tensor(v) for k, v in params.items()})
 
-    def forward(self, inputs, state, per_step: bool, vocab: int = 0, mask=None):
+    def forward(self, inputs, state, per_step: bool, vocab: int = 0, mask=None, lengths=None):
         """inputs: (T, B, I) floats, or (T, B) int64 token ids (one-hot of `vocab`, or through
-        the embedding); mask (T, B) zeroes the input of a step (before a stream's start).
-        Returns (logits (T, B, C) per step or (B, C) per sequence, final state)."""
+        the embedding); mask (T, B) zeroes the input of a step (before a stream's start);
+        lengths (B,): packed sequences. Returns (logits (T, B, C) per step or (B, C) per
+        sequence, final state)."""
         if inputs.dtype == torch.int64:
             x = self.embedding(inputs) if self.embedding is not None else (
                 F.one_hot(inputs, vocab).to(F64))  # fmt: skip
@@ -182,6 +219,15 @@ class Net(nn.Module):
                 x = x * mask[..., None]
         else:
             x = inputs
+        if lengths is not None:
+            packed = nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+            out, state = self.rnn(packed, state)
+            out, _ = nn.utils.rnn.pad_packed_sequence(out, total_length=x.shape[0])
+            h_n = state[0] if self.lstm else state
+            if per_step:
+                return self.head(out), state
+            feats = h_n[-1] if self.D == 1 else torch.cat([h_n[-2], h_n[-1]], dim=-1)
+            return self.head(feats), state
         out, state = self.rnn(x, state)
         if per_step:
             feats = out
@@ -226,9 +272,11 @@ def torch_optimizer(cfg: dict[str, Any], params):
     raise ValueError(name)
 
 
-def loss_of(logits, targets):
+def loss_of(logits, targets, real=None):
     """Mean cross-entropy (int targets) or mean squared error (float targets) over all targets
-    (and, for reals, over the outputs)."""
+    (and, for reals, over the outputs); real (T, B) bool: per-step targets that count."""
+    if real is not None:
+        logits, targets = logits[real], targets[real]
     if targets.dtype == torch.int64:
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
     return F.mse_loss(logits, targets)
@@ -244,11 +292,14 @@ class TorchRun:
         self.losses: list[float] = []
         self.norms: list[float] = []  # gradient norms before clipping
 
-    def update(self, inputs, targets, state, per_step, vocab=0, mask=None):
+    def update(self, inputs, targets, state, per_step, vocab=0, mask=None, lengths=None):
         """One update; returns the final state of the forward pass, detached."""
         self.opt.zero_grad()
-        logits, state = self.net(inputs, state, per_step, vocab, mask)
-        loss = loss_of(logits, targets)
+        logits, state = self.net(inputs, state, per_step, vocab, mask, lengths)
+        real = None
+        if lengths is not None and per_step:
+            real = torch.arange(inputs.shape[0])[:, None] < lengths[None, :]
+        loss = loss_of(logits, targets, real)
         loss.backward()
         params = list(self.net.parameters())
         if self.cfg["clip"] > 0:
@@ -289,7 +340,8 @@ def set_batch(x: np.ndarray, y: np.ndarray, rows: np.ndarray):
     return xb, (_time_major(yb) if _is_per_step(y) else torch.tensor(yb))
 
 
-def torch_set_run(cfg, x, y, params, valid=None) -> tuple[TorchRun, list[dict[str, float]]]:
+def torch_set_run(cfg, x, y, params, valid=None,
+                  lengths=None) -> tuple[TorchRun, list[dict[str, float]]]:  # fmt: skip
     """Epochs of batches of batch_size sequences in the order of
     batch_order(N, batch_size, default_rng([seed, 2, epoch])), each from a zero state;
     the metrics on `valid` (x, y) after each epoch."""
@@ -301,7 +353,8 @@ def torch_set_run(cfg, x, y, params, valid=None) -> tuple[TorchRun, list[dict[st
         order = batch_order(len(x), cfg["batch_size"], np.random.default_rng([cfg["seed"], 2,
                                                                               epoch]))  # fmt: skip
         for rows in order:
-            run.update(*set_batch(x, y, rows), None, per_step, vocab)
+            lens = None if lengths is None else torch.tensor(lengths[rows])
+            run.update(*set_batch(x, y, rows), None, per_step, vocab, lengths=lens)
         if valid is not None:
             metrics.append(evaluate_set(run.net, *valid, vocab))
     return run, metrics
@@ -370,8 +423,8 @@ def torch_run(case: Case) -> TorchRun:
     cfg = resolve(case.config)
     if cfg["task"] == "text":
         return torch_text_run(cfg, case.data, params)
-    x, y = case.data
-    return torch_set_run(cfg, x, y, params)[0]
+    x, y, *lengths = case.data
+    return torch_set_run(cfg, x, y, params, lengths=lengths[0] if lengths else None)[0]
 
 
 # ---------------------------------------------------------------------------- checks

@@ -1,4 +1,5 @@
-"""Layer objects: torch import/export, state dicts, forward/backward through the layer.
+"""Layer objects: torch import/export, state dicts, forward/backward through the layer,
+batch_first and lengths against torch's pack_padded_sequence -> module -> pad_packed_sequence.
 
 Tests taking `backend` run once per backend (tests/conftest.py parametrises them).
 """
@@ -97,8 +98,6 @@ def test_to_torch_rnn_keeps_nonlinearity_and_rejects_sigmoid():
 
 def test_from_torch_rejections():
     torch = pytest.importorskip("torch")
-    with pytest.raises(ValueError, match="batch_first"):
-        LSTM.from_torch(torch.nn.LSTM(2, 3, batch_first=True))
     with pytest.raises(ValueError, match="proj_size"):
         LSTM.from_torch(torch.nn.LSTM(2, 3, proj_size=2))
     with pytest.raises(ValueError, match="torch.nn.GRU"):
@@ -212,4 +211,161 @@ def test_constructor_validation():
         GRU(2, 3, dtype=np.int32)
     with pytest.raises(TypeError, match="base class"):
         RecurrentLayer(2, 3)
+    with pytest.raises(ValueError, match="batch_first: expected True or False, got 1"):
+        GRU(2, 3, batch_first=1)
     assert "LSTM(2, 3, num_layers=1" in repr(LSTM(2, 3))
+    assert "batch_first" not in repr(LSTM(2, 3))
+    assert "nonlinearity='relu', batch_first=True" in repr(RNN(2, 3, nonlinearity="relu",
+                                                               batch_first=True))  # fmt: skip
+
+
+# ---------------------------------------------------------------- batch_first and lengths
+
+TOL = {np.float64: (1e-9, 1e-12), np.float32: (1e-4, 1e-5)}  # (rtol, atol scaled by max |v|)
+LENGTH_STRUCTURES = [
+    # cell, nonlinearity, num_layers, bidirectional, batch_first
+    ("lstm", "tanh", 1, False, False),
+    ("gru", "tanh", 1, False, False),
+    ("rnn", "tanh", 1, False, False),
+    ("rnn", "relu", 1, True, True),
+    ("lstm", "tanh", 2, True, False),
+    ("gru", "tanh", 2, True, True),
+    ("lstm", "tanh", 2, False, True),
+    ("rnn", "tanh", 2, True, False),
+]
+LENGTHS = [3, 5, 1, 4]  # unsorted, with T = 5 and 1: pack_padded_sequence's edge cases
+
+
+def _torch_packed(torch, module, x, lengths, state0, dout, dstate):
+    """(out, [h_n(, c_n)], grads) of torch's pack_padded_sequence(enforce_sorted=False) ->
+    module -> pad_packed_sequence, for loss sum(out * dout) + sum(state * dstate)."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    bf = module.batch_first
+
+    def leaf(a):
+        return torch.from_numpy(a.copy()).requires_grad_(True)
+
+    tx = leaf(x)
+    tstate0 = tuple(leaf(s) for s in state0) if isinstance(state0, tuple) else leaf(state0)
+    packed = pack_padded_sequence(tx, torch.tensor(lengths), batch_first=bf, enforce_sorted=False)
+    tout, tstate = module(packed, tstate0)
+    tout, _ = pad_packed_sequence(tout, batch_first=bf, total_length=x.shape[1 if bf else 0])
+    states = list(tstate) if isinstance(tstate, tuple) else [tstate]
+    dstates = list(dstate) if isinstance(dstate, tuple) else [dstate]
+    loss = (tout * torch.from_numpy(dout)).sum()
+    for s, ds in zip(states, dstates, strict=True):
+        loss = loss + (s * torch.from_numpy(ds)).sum()
+    loss.backward()
+    grads = {name: p.grad.numpy() for name, p in module.named_parameters()}
+    grads["x"] = tx.grad.numpy()
+    leaves = tstate0 if isinstance(tstate0, tuple) else (tstate0,)
+    for name, s in zip(("h0", "c0"), leaves, strict=False):
+        grads[name] = s.grad.numpy()
+    return tout.detach().numpy(), [s.detach().numpy() for s in states], grads
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize(
+    "structure", LENGTH_STRUCTURES, ids=lambda s: "-".join(map(str, s)).replace("True", "bf")
+)
+def test_lengths_match_torch_packed(structure, dtype, backend, torch, results_close):
+    cell, nonlinearity, num_layers, bidirectional, batch_first = structure
+    kwargs = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
+    torch.manual_seed(0)
+    module = getattr(torch.nn, TORCH_CLASSES[cell])(
+        3, 4, num_layers, bidirectional=bidirectional, batch_first=batch_first,
+        dtype=torch.float64 if dtype == np.float64 else torch.float32, **kwargs,
+    )  # fmt: skip
+    layer = RecurrentLayer.from_torch(module, backend=backend)
+    assert layer.batch_first is batch_first
+
+    rng = np.random.default_rng(2)
+    T, B, D = 5, len(LENGTHS), 2 if bidirectional else 1
+    TB = (B, T) if batch_first else (T, B)
+    sshape = (num_layers * D, B, 4)
+    x = rng.standard_normal((*TB, 3)).astype(dtype)
+    dout = rng.standard_normal((*TB, D * 4)).astype(dtype)
+    h0, dh = (0.5 * rng.standard_normal(sshape)).astype(dtype), rng.standard_normal(sshape)
+    if cell == "lstm":
+        c0, dc = (0.5 * rng.standard_normal(sshape)).astype(dtype), rng.standard_normal(sshape)
+        state0, dstate = (h0, c0), (dh.astype(dtype), dc.astype(dtype))
+    else:
+        state0, dstate = h0, dh.astype(dtype)
+    lengths = np.array(LENGTHS)
+
+    out, state = layer(x, state0, lengths=lengths)
+    grads = layer.backward(dout, dstate)
+    ours = (out, list(state) if cell == "lstm" else [state], grads)
+    theirs = _torch_packed(torch, module, x, lengths, state0, dout, dstate)
+    for arr in [out, *ours[1], *grads.values()]:
+        assert arr.dtype == dtype
+    rtol, atol = TOL[dtype]
+    results_close(ours, theirs, rtol, atol)
+    # padded steps: zero output, and no gradient reaches padded x
+    steps = np.arange(T)[:, None] < lengths[None, :]  # (T, B)
+    pad = ~(steps.T if batch_first else steps)
+    assert not out[pad].any() and not grads["x"][pad].any()
+
+
+def test_lengths_all_full_equals_no_lengths(backend):
+    layer = GRU(3, 4, 2, bidirectional=True, dtype=np.float64, seed=1, backend=backend)
+    rng = np.random.default_rng(0)
+    x, dout = rng.standard_normal((5, 2, 3)), rng.standard_normal((5, 2, 8))
+    out, h_n = layer(x)
+    grads = layer.backward(dout)
+    out2, h2 = layer(x, lengths=np.array([5, 5]))
+    grads2 = layer.backward(dout)
+    np.testing.assert_allclose(out2, out, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(h2, h_n, rtol=1e-12, atol=1e-14)
+    for key in grads:
+        np.testing.assert_allclose(grads2[key], grads[key], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_batch_first_is_the_transposed_time_major(cell, backend):
+    cls = {"rnn": RNN, "lstm": LSTM, "gru": GRU}[cell]
+    tm = cls(3, 4, 2, bidirectional=True, dtype=np.float64, seed=4, backend=backend)
+    bf = cls(3, 4, 2, bidirectional=True, dtype=np.float64, seed=4, backend=backend,
+             batch_first=True)  # fmt: skip
+    rng = np.random.default_rng(3)
+    x, dout = rng.standard_normal((6, 3, 3)), rng.standard_normal((6, 3, 8))
+    lengths = np.array([2, 6, 4])
+    out, state = tm(x, lengths=lengths)
+    grads = tm.backward(dout)
+    out_bf, state_bf = bf(x.transpose(1, 0, 2).copy(), lengths=lengths)
+    grads_bf = bf.backward(dout.transpose(1, 0, 2).copy())
+    assert out_bf.shape == (3, 6, 8) and grads_bf["x"].shape == (3, 6, 3)
+    np.testing.assert_allclose(out_bf, out.transpose(1, 0, 2), rtol=1e-12, atol=1e-14)
+    for a, b in zip(state if cell == "lstm" else [state],
+                    state_bf if cell == "lstm" else [state_bf], strict=True):  # fmt: skip
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(grads_bf["x"], grads["x"].transpose(1, 0, 2), rtol=1e-12,
+                               atol=1e-14)  # fmt: skip
+    for key in grads:
+        if key != "x":
+            np.testing.assert_allclose(grads_bf[key], grads[key], rtol=1e-12, atol=1e-14)
+
+
+def test_layer_lengths_errors(backend):
+    layer = LSTM(3, 4, backend=backend, batch_first=True)
+    x = np.zeros((2, 5, 3), np.float32)  # (B, T, I)
+    with pytest.raises(ValueError, match=r"lengths: expected values in \[1, T=5\], got 6"):
+        layer(x, lengths=[6, 1])
+    with pytest.raises(ValueError, match=r"lengths: expected \(2,\) integers"):
+        layer(x, lengths=[5, 1, 1])
+    with pytest.raises(ValueError, match=r"x: expected a 3-D array \(B, T, I=3\)"):
+        layer(x[0], lengths=[5, 1])
+    layer(x, lengths=[5, 1])
+    with pytest.raises(ValueError, match=r"dout: expected shape \(2, 5, 4\)"):
+        layer.backward(np.zeros((5, 2, 4), np.float32))  # the time-major layout
+
+
+def test_batch_first_moves_with_torch():
+    torch = pytest.importorskip("torch")
+    module = torch.nn.GRU(2, 3, batch_first=True)
+    layer = RecurrentLayer.from_torch(module, backend="reference")
+    assert layer.batch_first is True and "batch_first=True" in repr(layer)
+    assert layer.to_torch().batch_first is True
+    assert RecurrentLayer.from_torch(torch.nn.GRU(2, 3)).batch_first is False
+    assert LSTM(2, 3, batch_first=True).to_torch().batch_first is True

@@ -56,18 +56,19 @@ def gru_backward_step(
     dG,  # (3H, ldg): d loss / d pre-activations written at column gq
     dHN,  # (H, ldg): d loss / d hn written at column gq
     dout,  # (H, ldg): gradient arriving at h_t from above, column gq
-    dh,  # (H, B): in: gradient from step t+1; out: dh * z (the direct path to h_{t-1})
+    dh,  # (H, ldd): in: gradient from step t+1; out: dh * z (the direct path to h_{t-1})
     ldg,
     ldh,
     gq,
     hp,
     H,
     B,
+    ldd,  # dh (and dc) row stride: B <= ldd columns
 ):
     one = G.dtype.type(1)
     for j in range(H):
         r = j * ldg + gq
-        d = dh[j * B : j * B + B]
+        d = dh[j * ldd : j * ldd + B]
         do = dout[r : r + B]
         for b in range(B):
             d[b] += do[b]

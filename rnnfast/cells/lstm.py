@@ -65,20 +65,21 @@ def lstm_backward_step(
     chist,  # (H, ldh): c_{t-1} at column hp
     dG,  # (4H, ldg): d loss / d pre-activations written at column gq
     dout,  # (H, ldg): gradient arriving at h_t from above, column gq
-    dh,  # (H, B): in: gradient from step t+1; out: total gradient at h_t
-    dc,  # (H, B): in: gradient at c_t from step t+1; out: gradient at c_{t-1}
+    dh,  # (H, ldd): in: gradient from step t+1; out: total gradient at h_t
+    dc,  # (H, ldd): in: gradient at c_t from step t+1; out: gradient at c_{t-1}
     ldg,
     ldh,
     gq,
     hp,
     H,
     B,
+    ldd,  # dh (and dc) row stride: B <= ldd columns
 ):
     one = G.dtype.type(1)
     for j in range(H):
         r = j * ldg + gq
-        d = dh[j * B : j * B + B]
-        dcj = dc[j * B : j * B + B]
+        d = dh[j * ldd : j * ldd + B]
+        dcj = dc[j * ldd : j * ldd + B]
         do = dout[r : r + B]
         for b in range(B):
             d[b] += do[b]

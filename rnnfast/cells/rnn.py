@@ -48,13 +48,14 @@ def rnn_backward_step(
     hist,  # (H, ldh): y_t = h_t at column hq
     dG,  # (H, ldg): d loss / d a_t written at column gq
     dout,  # (H, ldg): gradient arriving at h_t from above, column gq
-    dh,  # (H, B): in: gradient from step t+1; out: total gradient at h_t
+    dh,  # (H, ldd): in: gradient from step t+1; out: total gradient at h_t
     ldg,
     ldh,
     gq,
     hq,
     H,
     B,
+    ldd,  # dh (and dc) row stride: B <= ldd columns
     act,
 ):
     one, zero = dG.dtype.type(1), dG.dtype.type(0)
@@ -62,7 +63,7 @@ def rnn_backward_step(
         y = hist[j * ldh + hq : j * ldh + hq + B]
         dg = dG[j * ldg + gq : j * ldg + gq + B]
         do = dout[j * ldg + gq : j * ldg + gq + B]
-        d = dh[j * B : j * B + B]
+        d = dh[j * ldd : j * ldd + B]
         for b in range(B):
             d[b] += do[b]
         if act == ACT_TANH:

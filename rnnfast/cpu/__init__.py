@@ -9,6 +9,11 @@ on one thread meanwhile (rnnfast/cpu/_chunks.py; the policy and its measured cro
 rnnfast/cpu/_split.py); backward uses the chunks its forward used.
 
 Gradients are taken at the parameter values the forward pass used (saved in the cache).
+
+Lengths: the kernels want the batch ordered by descending length (at step t the live columns
+are then the first k_t). A batch in another order is permuted here, one copy of x (and of
+dout) on the way in and of out (dx) on the way out, as pack_padded_sequence(enforce_sorted=
+False) sorts; a batch already in order (and lengths=None) costs nothing.
 """
 
 from functools import lru_cache
@@ -39,14 +44,18 @@ from rnnfast.cpu._split import one_blas_thread, parallel_ok, split_chunks  # noq
 from rnnfast.cpu._workspace import POOL  # noqa: E402
 from rnnfast.params import Spec, packed_layout  # noqa: E402
 
+_ALL_T = np.zeros(0, np.int64)  # the kernels' "every column has T steps"
+
 
 class _Saved:
     """What forward keeps for backward; its buffers go back to the pool when it dies."""
 
-    __slots__ = ("W", "buf", "nchunks")
+    __slots__ = ("W", "buf", "nchunks", "lens", "perm", "bf")
 
-    def __init__(self, W: np.ndarray, buf: np.ndarray, nchunks: int) -> None:
+    def __init__(self, W: np.ndarray, buf: np.ndarray, nchunks: int, lens: np.ndarray,
+                 perm: np.ndarray | None, bf: bool) -> None:  # fmt: skip
         self.W, self.buf, self.nchunks = W, buf, nchunks
+        self.lens, self.perm, self.bf = lens, perm, bf
 
     def __del__(self) -> None:  # cheaper than weakref.finalize (about 3 us a forward call)
         POOL.give(self.buf)
@@ -74,15 +83,46 @@ def num_chunks(spec: Spec, T: int, B: int, nchunks: int | None = None) -> int:
     return min(nchunks, B) if parallel_ok() else 1
 
 
-def forward(spec: Spec, nonlinearity: str, params, x, h0, c0, *, nchunks: int | None = None):
+def _by_length(lengths: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(lengths sorted descending, the permutation that sorts the batch or None if sorted)."""
+    if lengths is None:
+        return _ALL_T, None
+    if (lengths[:-1] >= lengths[1:]).all():
+        return lengths, None
+    perm = np.argsort(-lengths, kind="stable")
+    return np.ascontiguousarray(lengths[perm]), perm
+
+
+def _permuted(a: np.ndarray, perm: np.ndarray | None, axis: int) -> np.ndarray:
+    """a with its batch axis in perm's order (a itself when perm is None)."""
+    return a if perm is None else np.ascontiguousarray(np.take(a, perm, axis=axis))
+
+
+def _restored(a: np.ndarray, perm: np.ndarray | None, axis: int) -> np.ndarray:
+    """The inverse of _permuted: the caller's batch order again."""
+    if perm is None:
+        return a
+    out = np.empty_like(a)
+    idx = [slice(None)] * a.ndim
+    idx[axis] = perm
+    out[tuple(idx)] = a
+    return out
+
+
+def forward(spec: Spec, nonlinearity: str, params, x, h0, c0, lengths=None,
+            batch_first: bool = False, *, nchunks: int | None = None):  # fmt: skip
     entries, woff = packed_layout(spec)
     W = np.concatenate([params[key].ravel() for key, *_ in entries])
     lstm = spec.cell == "lstm"
-    T, B, _ = x.shape
+    T, B = (x.shape[1], x.shape[0]) if batch_first else x.shape[:2]
+    lens, perm = _by_length(lengths)
+    bax = 0 if batch_first else 1  # x's batch axis
+    x, h0 = _permuted(x, perm, bax), _permuted(h0, perm, 1)
+    c0 = _permuted(c0, perm, 1) if lstm else h0
     nc = num_chunks(spec, T, B, nchunks)
     saved = POOL.take(_sizes(spec, T, B, nc)[0], spec.dtype)
     args = (CELL_CODES[spec.cell], ACT_CODES[nonlinearity], spec.directions, spec.hidden_size,
-            x, W, woff, h0, c0 if lstm else h0, saved)  # fmt: skip
+            x, W, woff, h0, c0, saved, lens, batch_first)  # fmt: skip
     try:
         if nc == 1:
             out, h_n, c_n = forward_kernel(*args)
@@ -92,18 +132,24 @@ def forward(spec: Spec, nonlinearity: str, params, x, h0, c0, *, nchunks: int | 
     except BaseException:
         POOL.give(saved)
         raise
-    return out, h_n, (c_n if lstm else None), _Saved(W, saved, nc)
+    out, h_n = _restored(out, perm, bax), _restored(h_n, perm, 1)
+    c_n = _restored(c_n, perm, 1) if lstm else None
+    return out, h_n, c_n, _Saved(W, saved, nc, lens, perm, batch_first)
 
 
 def backward(spec: Spec, nonlinearity: str, params, data: _Saved, dout, dh_n, dc_n):
     entries, woff = packed_layout(spec)
     lstm = spec.cell == "lstm"
-    T, B, _ = dout.shape
+    bf, perm = data.bf, data.perm
+    T, B = (dout.shape[1], dout.shape[0]) if bf else dout.shape[:2]
+    bax = 0 if bf else 1
+    dout, dh_n = _permuted(dout, perm, bax), _permuted(dh_n, perm, 1)
+    dc_n = _permuted(dc_n, perm, 1) if lstm else dh_n
     nc = data.nchunks  # the saved buffers are laid out for forward's chunks
     scratch = POOL.take(_sizes(spec, T, B, nc)[1], spec.dtype)
     args = (CELL_CODES[spec.cell], ACT_CODES[nonlinearity], spec.directions, spec.hidden_size,
-            data.W, woff, data.buf, dout, dh_n, dc_n if lstm else dh_n, spec.input_size,
-            scratch)  # fmt: skip
+            data.W, woff, data.buf, dout, dh_n, dc_n, spec.input_size, scratch, data.lens,
+            bf)  # fmt: skip
     try:
         if nc == 1:
             dW, dx, dh0, dc0 = backward_kernel(*args)
@@ -113,8 +159,8 @@ def backward(spec: Spec, nonlinearity: str, params, data: _Saved, dout, dh_n, dc
     finally:
         POOL.give(scratch)
     grads = {key: dW[pos : pos + n].reshape(shape) for key, shape, pos, n in entries}
-    grads["x"] = dx
-    grads["h0"] = dh0
+    grads["x"] = _restored(dx, perm, bax)
+    grads["h0"] = _restored(dh0, perm, 1)
     if lstm:
-        grads["c0"] = dc0
+        grads["c0"] = _restored(dc0, perm, 1)
     return grads

@@ -36,8 +36,10 @@ from rnnfast.cpu._kernels import (
     buffer_offsets,
     final_state_into,
     forward_layers,
+    live_columns,
     split_saved,
     split_scratch,
+    zero_padded,
 )
 from rnnfast.cpu._transpose import transpose
 
@@ -56,6 +58,12 @@ def _prange_only():
 def num_chunks(nchunks, B):
     """The chunks a call really uses: 1 <= n <= B."""
     return max(1, min(nchunks, B))
+
+
+@njit(cache=True, inline="always")
+def chunk_lens(lens, b0, b1):
+    """A chunk's columns' lengths (still sorted descending), or the empty all-T marker."""
+    return lens[b0:b1] if lens.size > 0 else lens
 
 
 @njit(cache=True)
@@ -121,9 +129,11 @@ def forward_chunks(
     top,  # (D, H, TB1) out: the top layer's h history in the serial layout, or size 0
     h_n,  # (L*D, B, H) out, or size 0
     c_n,  # (L*D, B, H) out, lstm, or size 0
+    lens,  # (B,) lengths sorted descending, or size 0 (all T)
+    bf,  # x and out batch-first: (B, T, .)
 ):
     """forward_layers over the batch chunks in parallel; each chunk copies its columns of the
-    input in and of the outputs out."""
+    input in and of the outputs out (zero at padded steps)."""
     GH = H * (4 if cell == CELL_LSTM else 3 if cell == CELL_GRU else 1)
     TB, TB1 = T * B, (T + 1) * B
     nc = num_chunks(nchunks, B)
@@ -134,10 +144,12 @@ def forward_chunks(
         so, _ = buffer_offsets(cell, L, D, T, Bc, I0, H)
         Xc, hist, chist, G, HN, TC = split_saved(saved[sv[c] : sv[c + 1]], so)
         TBc, TB1c = T * Bc, (T + 1) * Bc
+        lc = chunk_lens(lens, b0, b1)
         if x.size > 0:
             xf = x.reshape(x.size)
             for t in range(T):
-                transpose(xf, (t * B + b0) * I0, I0, Xc, t * Bc, TBc, Bc, I0)
+                x0 = (b0 * T + t) * I0 if bf else (t * B + b0) * I0
+                transpose(xf, x0, T * I0 if bf else I0, Xc, t * Bc, TBc, Bc, I0)
         else:
             for i in range(I0):
                 for t in range(T):
@@ -145,14 +157,19 @@ def forward_chunks(
                         i * TB + t * B + b0 : i * TB + t * B + b1
                     ]
         forward_layers(cell, act, L, D, T, Bc, I0, H, GH, Xc, W, woff, h0, c0, hist, chist, G,
-                       HN, TC, b0)  # fmt: skip
+                       HN, TC, b0, lc)  # fmt: skip
         top_c = hist[(L - 1) * D * H * TB1c :]
         if out.size > 0:
             of = out.reshape(out.size)
+            DH = D * H
             for t in range(T):
                 for d in range(D):
                     base = d * H * TB1c + (Bc if d == 0 else 0) + t * Bc
-                    transpose(top_c, base, TB1c, of, (t * B + b0) * D * H + d * H, D * H, H, Bc)
+                    o0 = ((b0 * T + t) * DH if bf else (t * B + b0) * DH) + d * H
+                    transpose(top_c, base, TB1c, of, o0, T * DH if bf else DH, H, Bc)
+                for b in range(b0 + live_columns(lc, t, Bc), b1):  # padded outputs are zero
+                    o0 = (b * T + t) * DH if bf else (t * B + b) * DH
+                    of[o0 : o0 + DH] = 0
         if top.size > 0:
             for r in range(D * H):
                 for blk in range(T + 1):
@@ -188,9 +205,12 @@ def backward_chunks(
     dx,  # (T, B, I0) out, or size 0 to skip the input gradient
     dh0,  # (L*D, B, H) out
     dc0,  # (L*D, B, H) out, lstm
+    lens,  # (B,) lengths sorted descending, or size 0 (all T), as forward's
+    bf,  # dout and dx batch-first: (B, T, .)
 ):
     """backward_layers over the batch chunks in parallel, then dW += the chunks' partial
-    gradients in chunk order (each element by one thread)."""
+    gradients in chunk order (each element by one thread). dout at padded steps is ignored;
+    dO (the fused loop's) is taken as it is."""
     LD = L * D
     GH = H * (4 if cell == CELL_LSTM else 3 if cell == CELL_GRU else 1)
     TB = T * B
@@ -205,10 +225,14 @@ def backward_chunks(
         X, hist, chist, G, HN, TC = split_saved(saved[sv[c] : sv[c + 1]], so)
         dOc, dX, work = split_scratch(scratch[sc[c] : sc[c + 1]], co)
         TBc = T * Bc
+        lc = chunk_lens(lens, b0, b1)
         if dout.size > 0:
             df = dout.reshape(dout.size)
+            DH = D * H
             for t in range(T):
-                transpose(df, (t * B + b0) * D * H, D * H, dOc, t * Bc, TBc, Bc, D * H)
+                d0 = (b0 * T + t) * DH if bf else (t * B + b0) * DH
+                transpose(df, d0, T * DH if bf else DH, dOc, t * Bc, TBc, Bc, DH)
+            zero_padded(dOc, DH, TBc, T, Bc, lc)
         else:
             for r in range(D * H):
                 for t in range(T):
@@ -220,11 +244,12 @@ def backward_chunks(
             dWc[:] = 0
         backward_layers(cell, act, L, D, T, Bc, I0, H, GH, X, W, woff, hist, chist, G, HN, TC,
                         dOc, work, dh_n, dc_n, dWc, dX[: I0 * TBc if dx.size > 0 else 0], dh0,
-                        dc0, b0)  # fmt: skip
+                        dc0, b0, lc)  # fmt: skip
         if dx.size > 0:
             dxf = dx.reshape(dx.size)
             for t in range(T):
-                transpose(dX, t * Bc, TBc, dxf, (t * B + b0) * I0, I0, I0, Bc)
+                x0 = (b0 * T + t) * I0 if bf else (t * B + b0) * I0
+                transpose(dX, t * Bc, TBc, dxf, x0, T * I0 if bf else I0, I0, Bc)
     nrec = 0
     for ld in range(LD):
         nrec = max(nrec, woff[ld, 1] + GH * H, woff[ld, 3] + GH if woff[ld, 3] >= 0 else 0)
@@ -272,17 +297,23 @@ def forward_kernel_chunks(
     h0,  # (L*D, B, H)
     c0,  # (L*D, B, H) lstm, else unused
     saved,  # flat, laid out by chunk_offsets; filled for backward
+    lens,  # (B,) lengths sorted descending, or size 0 (all T)
+    bf,  # x and out batch-first
     nchunks,
 ):
-    """forward_kernel over batch chunks in parallel: out (T, B, D*H), h_n, c_n (L*D, B, H)."""
-    T, B, I0 = x.shape
+    """forward_kernel over batch chunks in parallel: out (T, B, D*H) (bf: (B, T, D*H)), h_n,
+    c_n (L*D, B, H)."""
+    if bf:
+        B, T, I0 = x.shape
+    else:
+        T, B, I0 = x.shape
     L = woff.shape[0] // D
     dt = W.dtype
-    out = np.empty((T, B, D * H), dt)
+    out = np.empty((B, T, D * H) if bf else (T, B, D * H), dt)
     h_n = np.empty((L * D, B, H), dt)
     c_n = np.empty((L * D if cell == CELL_LSTM else 0, B, H), dt)
     forward_chunks(cell, act, L, D, T, B, I0, H, W, woff, h0, c0, saved, nchunks, x,
-                   np.empty(0, dt), out, np.empty(0, dt), h_n, c_n)  # fmt: skip
+                   np.empty(0, dt), out, np.empty(0, dt), h_n, c_n, lens, bf)  # fmt: skip
     return out, h_n, c_n
 
 
@@ -300,18 +331,24 @@ def backward_kernel_chunks(
     dc_n,  # (L*D, B, H) lstm
     I0,
     scratch,  # flat, laid out by chunk_offsets (chunk_sizes elements)
+    lens,  # (B,) lengths sorted descending, or size 0 (all T), as forward's
+    bf,  # dout and dx batch-first
     nchunks,
 ):
-    """backward_kernel over batch chunks in parallel: dW, dx (T, B, I0), dh0, dc0."""
-    T, B, _ = dout.shape
+    """backward_kernel over batch chunks in parallel: dW, dx (T, B, I0) (bf: (B, T, I0)),
+    dh0, dc0."""
+    if bf:
+        B, T, _ = dout.shape
+    else:
+        T, B, _ = dout.shape
     LD = woff.shape[0]
     dt = W.dtype
     dW = np.zeros_like(W)
-    dx = np.empty((T, B, I0), dt)
+    dx = np.empty((B, T, I0) if bf else (T, B, I0), dt)
     dh0 = np.empty((LD, B, H), dt)
     dc0 = np.empty((LD if cell == CELL_LSTM else 0, B, H), dt)
     backward_chunks(cell, act, LD // D, D, T, B, I0, H, W, woff, saved, scratch, nchunks, dout,
-                    np.empty(0, dt), dh_n, dc_n, dW, dx, dh0, dc0)  # fmt: skip
+                    np.empty(0, dt), dh_n, dc_n, dW, dx, dh0, dc0, lens, bf)  # fmt: skip
     return dW, dx, dh0, dc0
 
 
@@ -357,24 +394,26 @@ def train_views(cell, L, D, T, B, I0, H, saved, scratch, nchunks):
 
 
 @njit(cache=True, error_model="numpy")
-def train_forward(cell, act, L, D, T, B, I0, H, W, woff, h0, c0, saved, nchunks):
-    """forward_layers on the fused loop's buffers (X filled; fills hist or top)."""
+def train_forward(cell, act, L, D, T, B, I0, H, W, woff, h0, c0, saved, nchunks, lens):
+    """forward_layers on the fused loop's buffers (X filled; fills hist or top); lens as
+    forward_layers's."""
     GH = H * (4 if cell == CELL_LSTM else 3 if cell == CELL_GRU else 1)
     if num_chunks(nchunks, B) == 1:
         so, _ = buffer_offsets(cell, L, D, T, B, I0, H)
         X, hist, chist, G, HN, TC = split_saved(saved, so)
         forward_layers(cell, act, L, D, T, B, I0, H, GH, X, W, woff, h0, c0, hist, chist, G,
-                       HN, TC, 0)  # fmt: skip
+                       HN, TC, 0, lens)  # fmt: skip
         return
     nx, ntop, _, _ = _train_heads(L, D, T, B, I0, H)
     none3 = np.empty((0, 0, 0), W.dtype)
     forward_chunks(cell, act, L, D, T, B, I0, H, W, woff, h0, c0, saved[nx + ntop :], nchunks,
-                   none3, saved[:nx], none3, saved[nx : nx + ntop], none3, none3)  # fmt: skip
+                   none3, saved[:nx], none3, saved[nx : nx + ntop], none3, none3, lens,
+                   False)  # fmt: skip
 
 
 @njit(cache=True, error_model="numpy")
 def train_backward(cell, act, L, D, T, B, I0, H, W, woff, saved, scratch, nchunks, dh_n, dc_n,
-                   dW, dh0, dc0, dX, dx3):  # fmt: skip
+                   dW, dh0, dc0, dX, dx3, lens):  # fmt: skip
     """backward_layers on the fused loop's buffers (dO filled by the head). The input
     gradient (for an embedding) goes to dX (I0, TB) when serial, dx3 (T, B, I0) in chunks;
     size 0 skips it."""
@@ -384,12 +423,12 @@ def train_backward(cell, act, L, D, T, B, I0, H, W, woff, saved, scratch, nchunk
         X, hist, chist, G, HN, TC = split_saved(saved, so)
         dO, _, work = split_scratch(scratch, co)
         backward_layers(cell, act, L, D, T, B, I0, H, GH, X, W, woff, hist, chist, G, HN, TC,
-                        dO, work, dh_n, dc_n, dW, dX, dh0, dc0, 0)  # fmt: skip
+                        dO, work, dh_n, dc_n, dW, dX, dh0, dc0, 0, lens)  # fmt: skip
         return
     nx, ntop, ndo, nacc = _train_heads(L, D, T, B, I0, H)
     backward_chunks(cell, act, L, D, T, B, I0, H, W, woff, saved[nx + ntop :],
                     scratch[ndo + nacc :], nchunks, np.empty((0, 0, 0), W.dtype), scratch[:ndo],
-                    dh_n, dc_n, dW, dx3, dh0, dc0)  # fmt: skip
+                    dh_n, dc_n, dW, dx3, dh0, dc0, lens, False)  # fmt: skip
 
 
 @njit(cache=True, error_model="numpy")

@@ -9,7 +9,8 @@ Columns are all T*B time steps (HEAD_ALL) or one per sequence (HEAD_LAST): the f
 direction's output at the last step and, for a bidirectional model, the reverse direction's
 output at step 0 (its final state), so the head sees h_n as a PyTorch user takes it.
 The loss is the mean over columns (and over the C outputs of reals, as torch.nn.MSELoss), or
-the sum (reduction_sum), as is the gradient.
+the sum (reduction_sum), as is the gradient. With lengths, a per-step column at a padded step
+(t >= lengths[b]) counts for nothing: zero loss and gradient, the mean over real steps only.
 Z and dZ are (C, ncols) row-major; the top layer's outputs are read in place from the
 history buffer (see rnnfast/cpu/_kernels.py for its layout).
 """
@@ -19,6 +20,7 @@ from numba import njit
 from rnnfast._blas import gemm
 from rnnfast.cells.vmath import vexp, vlog, vsigmoid
 from rnnfast.codes import HEAD_ALL, TGT_CLASSES, TGT_REALS
+from rnnfast.cpu._kernels import zero_padded
 from rnnfast.cpu._linalg import lane_sum, rowsum_acc
 
 
@@ -72,11 +74,20 @@ def head_loss(
     dZ,  # (C, ncols) out: d loss / d Z
     m,
     s,  # (ncols,) work
+    lens,  # (B,) the columns' lengths sorted descending, or size 0 (all T)
+    B,
 ):
     """Returns (loss, sum over columns of |target - output|) (the second only for sigmoid)."""
     one = Z.dtype.type(1)
     half = Z.dtype.type(0.5)
-    scale = one if reduction_sum else one / ncols
+    T = ncols // B
+    masked = lens.size > 0 and T > 1  # per-step columns with padded steps among them
+    n = ncols
+    if masked:
+        n = 0
+        for b in range(B):
+            n += lens[b]
+    scale = one if reduction_sum else one / n
     total = 0.0
     abs_err = 0.0
     if loss_kind == TGT_CLASSES:
@@ -105,10 +116,17 @@ def head_loss(
             t = y_class[k]
             dZ[t * ncols + k] -= scale
             s[k] = m[k] - Z[t * ncols + k]  # this column's loss
+        if masked:
+            zero_padded(dZ, C, ncols, T, B, lens)
+            zero_padded(s, 1, ncols, T, B, lens)
         total = lane_sum(s, ncols, m)
     elif loss_kind == TGT_REALS:
         two = Z.dtype.type(2) * scale / C
         for e in range(C * ncols):
+            k = e % ncols
+            if masked and k // B >= lens[k % B]:
+                dZ[e] = 0
+                continue
             diff = Z[e] - y_real[e]
             abs_err += abs(diff)
             total += diff * diff
@@ -116,12 +134,15 @@ def head_loss(
         total /= C
     else:  # one sigmoid output per column (C == 1), squared error / 2
         for k in range(ncols):
+            if masked and k // B >= lens[k % B]:
+                dZ[k] = 0
+                continue
             o = vsigmoid(Z[k])
             y = y_real[k]
             abs_err += abs(y - o)
             total += half * (y - o) * (y - o)
             dZ[k] = (o - y) * o * (one - o) * scale
-    return total * (1.0 if reduction_sum else 1.0 / ncols), abs_err
+    return total * (1.0 if reduction_sum else 1.0 / n), abs_err
 
 
 @njit(cache=True, error_model="numpy")

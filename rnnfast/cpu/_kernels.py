@@ -19,6 +19,17 @@ step G[:, t] += W_hh @ h_prev and the cell's element-wise step. Backward per lay
 the reverse time loop makes dG (and dHN) and carries dh (dc); after it, dW_ih, dW_hh and the
 bias gradients are one GEMM or row sum each, and the gradient for the layer below
 (or x) is W_ih^T @ dG.
+
+Lengths (packed sequences): `lens` (B,) holds the columns' lengths sorted in descending order
+(the caller reorders the batch), or is empty when every column has T steps. At step t only the
+first k_t = #{b: lens[b] > t} columns are live, and the per-step products and the cell's
+element-wise code run on those alone (as cuDNN's packed sequences do). A padded column carries
+its state unchanged (h_t = h_{t-1}, c_t = c_{t-1}), so the last block of the forward direction
+holds each sequence's state after its own last step, and the reverse direction starts each
+sequence from h0 at its own last step. Backward: a padded step passes dh (dc) through, adds the
+gradient arriving at its (carried) output, and leaves zero gate gradients, so the weight
+gradients (GEMMs over all T*B columns) and the input gradient get nothing from padded steps.
+The input projection stays one GEMM over all columns: its padded columns are never read.
 """
 
 import numpy as np
@@ -43,6 +54,40 @@ def _input_projection(l, D, GH, T, B, I0, H, X, W, w_ih, hist, Gv):
         for dp in range(D):
             src = ((l - 1) * D + dp) * H * TB1 + (B if dp == 0 else 0)
             gemm(0, 0, GH, TB, H, 1.0, W[w_ih + dp * H :], D * H, hist[src:], TB1, 1.0, Gv, TB)
+
+
+@njit(cache=True, inline="always")
+def live_columns(lens, t, B):
+    """k_t: columns taking part in step t; lens sorted descending (size 0: all B)."""
+    if lens.size == 0:
+        return B
+    lo, hi = 0, B
+    while lo < hi:  # the first column whose sequence has ended before step t
+        mid = (lo + hi) // 2
+        if lens[mid] > t:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True, error_model="numpy")
+def _carry(a, rows, ld, src, dst, k, B):
+    """a[r, dst + b] = a[r, src + b] for the padded columns k <= b < B of every row."""
+    for r in range(rows):
+        for b in range(k, B):
+            a[r * ld + dst + b] = a[r * ld + src + b]
+
+
+@njit(cache=True, error_model="numpy")
+def zero_padded(a, rows, ld, T, B, lens):
+    """a[r, t*B + b] = 0 wherever column b is padded at step t ((rows, T*B) layout)."""
+    if lens.size == 0:
+        return
+    for t in range(T):
+        k = live_columns(lens, t, B)
+        for r in range(rows):
+            a[r * ld + t * B + k : r * ld + t * B + B] = 0
 
 
 @njit(cache=True)
@@ -102,9 +147,14 @@ def forward_kernel(
     h0,  # (L*D, B, H)
     c0,  # (L*D, B, H) lstm, else unused
     saved,  # flat, laid out by buffer_offsets; filled for backward
+    lens,  # (B,) lengths sorted descending, or size 0 (all T)
+    bf,  # x and out batch-first: (B, T, .)
 ):
-    """Returns out (T, B, D*H), h_n and c_n (L*D, B, H)."""
-    T, B, I0 = x.shape
+    """Returns out (T, B, D*H) (bf: (B, T, D*H)), h_n and c_n (L*D, B, H)."""
+    if bf:
+        B, T, I0 = x.shape
+    else:
+        T, B, I0 = x.shape
     L = woff.shape[0] // D
     GH = H * (4 if cell == CELL_LSTM else 3 if cell == CELL_GRU else 1)
     TB, TB1 = T * B, (T + 1) * B
@@ -112,16 +162,21 @@ def forward_kernel(
     so, _ = buffer_offsets(cell, L, D, T, B, I0, H)
     X, hist, chist, G, HN, TC = split_saved(saved, so)
     xf = x.reshape(x.size)
-    for t in range(T):
-        transpose(xf, t * B * I0, I0, X, t * B, TB, B, I0)
+    for t in range(T):  # row (t, b) of x starts at (t*B + b)*I0, or (b*T + t)*I0 batch-first
+        transpose(xf, t * I0 if bf else t * B * I0, T * I0 if bf else I0, X, t * B, TB, B, I0)
     forward_layers(cell, act, L, D, T, B, I0, H, GH, X, W, woff, h0, c0, hist, chist, G, HN, TC,
-                   0)  # fmt: skip
-    out = np.empty((T, B, D * H), dt)
+                   0, lens)  # fmt: skip
+    out = np.empty((B, T, D * H) if bf else (T, B, D * H), dt)
     of = out.reshape(out.size)
+    DH = D * H
     for t in range(T):
         for d in range(D):
             base = ((L - 1) * D + d) * H * TB1 + (B if d == 0 else 0) + t * B
-            transpose(hist, base, TB1, of, t * B * D * H + d * H, D * H, H, B)
+            o0 = (t * DH if bf else t * B * DH) + d * H
+            transpose(hist, base, TB1, of, o0, T * DH if bf else DH, H, B)
+        for b in range(live_columns(lens, t, B), B):  # padded outputs are zero
+            o0 = (b * T + t) * DH if bf else (t * B + b) * DH
+            of[o0 : o0 + DH] = 0
     h_n = _final_state(hist, L, D, T, B, H)
     c_n = _final_state(chist, L, D, T, B, H) if cell == CELL_LSTM else np.empty((0, B, H), dt)
     return out, h_n, c_n
@@ -167,6 +222,7 @@ def forward_layers(
     HN,  # (L*D, H, TB) out, gru
     TC,  # (L*D, H, TB) out, lstm
     sb,  # batch offset of these columns in h0 and c0 (a batch chunk's, else 0)
+    lens,  # (B,) these columns' lengths sorted descending, or size 0 (all T)
 ):
     TB, TB1 = T * B, (T + 1) * B
     for l in range(L):
@@ -200,16 +256,23 @@ def forward_layers(
                 hp = t if d == 0 else t + 1  # block of h_{t-1} (the previous step)
                 hq = t + 1 if d == 0 else t  # block of h_t
                 gq = t * B
-                if cell == CELL_GRU:
-                    mm(0, 2 * H, B, H, W[w_hh:], H, hv[hp * B :], TB1, 1.0, Gv[gq:], TB)
-                    mm(0, H, B, H, W[w_hh + 2 * H * H :], H, hv[hp * B :], TB1, 1.0, HNv[gq:], TB)
-                    gru_forward_step(Gv, HNv, hv, TB, TB1, gq, hp * B, hq * B, H, B)
-                else:
-                    mm(0, GH, B, H, W[w_hh:], H, hv[hp * B :], TB1, 1.0, Gv[gq:], TB)
+                k = live_columns(lens, t, B)  # the step runs on columns [0, k) only
+                if k < B:
+                    _carry(hv, H, TB1, hp * B, hq * B, k, B)
                     if cell == CELL_LSTM:
-                        lstm_forward_step(Gv, TCv, hv, cv, TB, TB1, gq, hp * B, hq * B, H, B)
+                        _carry(cv, H, TB1, hp * B, hq * B, k, B)
+                    if k == 0:
+                        continue
+                if cell == CELL_GRU:
+                    mm(0, 2 * H, k, H, W[w_hh:], H, hv[hp * B :], TB1, 1.0, Gv[gq:], TB)
+                    mm(0, H, k, H, W[w_hh + 2 * H * H :], H, hv[hp * B :], TB1, 1.0, HNv[gq:], TB)
+                    gru_forward_step(Gv, HNv, hv, TB, TB1, gq, hp * B, hq * B, H, k)
+                else:
+                    mm(0, GH, k, H, W[w_hh:], H, hv[hp * B :], TB1, 1.0, Gv[gq:], TB)
+                    if cell == CELL_LSTM:
+                        lstm_forward_step(Gv, TCv, hv, cv, TB, TB1, gq, hp * B, hq * B, H, k)
                     else:
-                        rnn_forward_step(Gv, hv, TB, TB1, gq, hq * B, H, B, act)
+                        rnn_forward_step(Gv, hv, TB, TB1, gq, hq * B, H, k, act)
 
 
 @njit(cache=True, error_model="numpy")
@@ -226,9 +289,15 @@ def backward_kernel(
     dc_n,  # (L*D, B, H) lstm
     I0,
     scratch,  # flat, laid out by buffer_offsets
+    lens,  # (B,) lengths sorted descending, or size 0 (all T), as forward's
+    bf,  # dout and dx batch-first: (B, T, .)
 ):
-    """Returns dW (packed like W), dx (T, B, I0), dh0 and dc0 (L*D, B, H)."""
-    T, B, _ = dout.shape
+    """Returns dW (packed like W), dx (T, B, I0) (bf: (B, T, I0)), dh0 and dc0 (L*D, B, H).
+    dout at padded steps is ignored."""
+    if bf:
+        B, T, _ = dout.shape
+    else:
+        T, B, _ = dout.shape
     L = woff.shape[0] // D
     LD, TB = L * D, T * B
     GH = H * (4 if cell == CELL_LSTM else 3 if cell == CELL_GRU else 1)
@@ -237,19 +306,21 @@ def backward_kernel(
     X, hist, chist, G, HN, TC = split_saved(saved, so)
     dO, dX, work = split_scratch(scratch, co)
     df = dout.reshape(dout.size)
+    DH = D * H
     for t in range(T):  # row d*H + j of dO is direction d's unit j
-        transpose(df, t * B * D * H, D * H, dO, t * B, TB, B, D * H)
+        transpose(df, t * DH if bf else t * B * DH, T * DH if bf else DH, dO, t * B, TB, B, DH)
+    zero_padded(dO, DH, TB, T, B, lens)
     dW = np.zeros_like(W)
     dh0 = np.empty((LD, B, H), dt)
     dc0 = np.empty((LD if cell == CELL_LSTM else 0, B, H), dt)
     backward_layers(
         cell, act, L, D, T, B, I0, H, GH, X, W, woff, hist, chist, G, HN, TC,
-        dO, work, dh_n, dc_n, dW, dX, dh0, dc0, 0,
+        dO, work, dh_n, dc_n, dW, dX, dh0, dc0, 0, lens,
     )  # fmt: skip
-    dx = np.empty((T, B, I0), dt)
+    dx = np.empty((B, T, I0) if bf else (T, B, I0), dt)
     dxf = dx.reshape(dx.size)
     for t in range(T):
-        transpose(dX, t * B, TB, dxf, t * B * I0, I0, I0, B)
+        transpose(dX, t * B, TB, dxf, t * I0 if bf else t * B * I0, T * I0 if bf else I0, I0, B)
     return dW, dx, dh0, dc0
 
 
@@ -281,6 +352,7 @@ def backward_layers(
     dh0,  # (L*D, B, H) out
     dc0,  # (L*D, B, H) out, lstm
     sb,  # batch offset of these columns in dh_n, dc_n, dh0 and dc0 (a batch chunk's, else 0)
+    lens,  # (B,) these columns' lengths sorted descending, or size 0 (all T), as forward's
 ):
     TB, TB1 = T * B, (T + 1) * B
     dG, dHN, dO_below, dh, dc, acc, db, WT, Z, dWc = work
@@ -311,16 +383,30 @@ def backward_layers(
                 hp = t if d == 0 else t + 1  # block of h_{t-1}
                 hq = t + 1 if d == 0 else t  # block of h_t
                 gq = t * B
+                k = live_columns(lens, t, B)
+                if k < B:  # padded columns: dh (dc) passes through, no gate gradients
+                    for r in range(H):
+                        for b in range(k, B):
+                            dh[r * B + b] += dOv[r * TB + gq + b]
+                    for r in range(GH):
+                        dGv[r * TB + gq + k : r * TB + gq + B] = 0
+                    if cell == CELL_GRU:
+                        for r in range(H):
+                            dHNv[r * TB + gq + k : r * TB + gq + B] = 0
+                    if k == 0:
+                        continue
                 if cell == CELL_GRU:
-                    gru_backward_step(Gv, HNv, hv, dGv, dHNv, dOv, dh, TB, TB1, gq, hp * B, H, B)
-                    mm(0, H, B, 2 * H, WT, GH, dGv[gq:], TB, 1.0, dh, B)
-                    mm(0, H, B, H, WT[2 * H :], GH, dHNv[gq:], TB, 1.0, dh, B)
+                    gru_backward_step(Gv, HNv, hv, dGv, dHNv, dOv, dh, TB, TB1, gq, hp * B, H, k,
+                                      B)  # fmt: skip
+                    mm(0, H, k, 2 * H, WT, GH, dGv[gq:], TB, 1.0, dh, B)
+                    mm(0, H, k, H, WT[2 * H :], GH, dHNv[gq:], TB, 1.0, dh, B)
                 else:
                     if cell == CELL_LSTM:
-                        lstm_backward_step(Gv, TCv, cv, dGv, dOv, dh, dc, TB, TB1, gq, hp * B, H, B)
+                        lstm_backward_step(Gv, TCv, cv, dGv, dOv, dh, dc, TB, TB1, gq, hp * B, H, k,
+                                           B)  # fmt: skip
                     else:
-                        rnn_backward_step(hv, dGv, dOv, dh, TB, TB1, gq, hq * B, H, B, act)
-                    mm(0, H, B, GH, WT, GH, dGv[gq:], TB, 0.0, dh, B)
+                        rnn_backward_step(hv, dGv, dOv, dh, TB, TB1, gq, hq * B, H, k, B, act)
+                    mm(0, H, k, GH, WT, GH, dGv[gq:], TB, 0.0, dh, B)
             transpose(dh, 0, B, dh0.reshape(dh0.size), s0, H, H, B)
             if cell == CELL_LSTM:
                 transpose(dc, 0, B, dc0.reshape(dc0.size), s0, H, H, B)

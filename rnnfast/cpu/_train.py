@@ -20,6 +20,12 @@ int64 vector `form` (slots F_* of rnnfast.codes) and the arrays of a Data tuple:
   copies of the B0 rows, copy i reading columns [u*T + i - T + 1, u*T + i] (zero input before
   column 0) with the target at its last step only; copy i's final state is exactly the initial
   state its next window needs, so carrying the state works as in "tf" (batch T*B0).
+
+Lengths (set mode, data.lens of size N): each batch's columns come sorted by descending length
+(rnnfast.seqdata) and their lengths go to the layers (rnnfast/cpu/_kernels.py), which carry a
+finished sequence's state to the last block: a per-sequence head reads each sequence's state
+after its own last step there, and its gradient flows back to that step. Per-step targets at
+padded steps count for nothing, and the mean is over the real steps.
 """
 
 from collections import namedtuple
@@ -57,11 +63,11 @@ from rnnfast.optim import clip_grad_norm, optim_step
 
 # The compiled calls take their arrays in named groups (Numba compiles namedtuples of arrays
 # as one argument each).
-Data = namedtuple("Data", ["xd", "xq", "xt", "yc", "yr", "order", "scale"])
+Data = namedtuple("Data", ["xd", "xq", "xt", "yc", "yr", "order", "scale", "lens"])
 Optim = namedtuple("Optim", ["code", "hyper", "s1", "s2", "clip"])
 Work = namedtuple(
     "Work",
-    ["saved", "scratch", "dtheta", "Z", "dZ", "m", "s", "y_class", "y_real", "dX", "dx3"],
+    ["saved", "scratch", "dtheta", "Z", "dZ", "m", "s", "y_class", "y_real", "dX", "dx3", "lens"],
 )
 State = namedtuple("State", ["h", "c", "dh_n", "dc_n", "dh0", "dc0"])
 
@@ -75,6 +81,17 @@ def _source(mode, order, u, t, b, T, B0):
     if mode == MODE_STREAM_TRUE:  # copy i = b // B0 reads columns u*T + i - T + 1 ...
         return b % B0, u * T + b // B0 - T + 1 + t
     return b, u * T + t
+
+
+@njit(cache=True, error_model="numpy")
+def batch_lengths(form, data, u, B, lens):
+    """Update u's column lengths in lens (B,) (sorted descending: the batch order is), or the
+    empty all-T marker when the data has none."""
+    if form[F_MODE] != MODE_SET or data.lens.size == 0:
+        return lens[:0]
+    for b in range(B):
+        lens[b] = data.lens[data.order[u, b]]
+    return lens[:B]
 
 
 @njit(cache=True, error_model="numpy")
@@ -133,7 +150,15 @@ def fill_batch(form, theta, data, u, T, B, I0, C, X, y_class, y_real):
             if mode == MODE_SET and not per_step:
                 pos = 0
             k = t * B + b if per_step else b
-            if classes:
+            if per_step and data.lens.size > 0 and mode == MODE_SET and t >= data.lens[row]:
+                pos = -1  # a padded step: a placeholder target, masked out of the loss
+            if pos < 0:
+                if classes:
+                    y_class[k] = 0
+                else:
+                    for c in range(C):
+                        y_real[c * ncols + k] = 0
+            elif classes:
                 y_class[k] = data.yc[row, pos]
             else:
                 for c in range(C):
@@ -185,14 +210,15 @@ def train_updates(
     for k in range(n_updates):
         u = u0 + k
         fill_batch(form, theta, data, u, T, B, I0, C, X, work.y_class, work.y_real)
+        lens = batch_lengths(form, data, u, B, work.lens)
         if not form[F_CARRY]:
             state.h[:] = 0
             state.c[:] = 0
         train_forward(cell, act, L, D, T, B, I0, H, theta, woff, state.h, state.c, work.saved,
-                      nchunks)  # fmt: skip
+                      nchunks, lens)  # fmt: skip
         head_forward(Lh, D, T, B, H, C, head_mode, theta, wo, bo, hist, work.Z)
         loss, err = head_loss(form[F_TARGETS], C, ncols, form[F_SUM], work.Z, work.y_class,
-                              work.y_real, work.dZ, work.m, work.s)  # fmt: skip
+                              work.y_real, work.dZ, work.m, work.s, lens, B)  # fmt: skip
         losses[k] = loss
         errors[k] = err
         if not np.isfinite(loss):
@@ -203,7 +229,7 @@ def train_updates(
         train_backward(cell, act, L, D, T, B, I0, H, theta, woff, work.saved, work.scratch,
                        nchunks, state.dh_n, state.dc_n, work.dtheta, state.dh0, state.dc0,
                        work.dX if embed else work.dX[:0],
-                       work.dx3 if embed else work.dx3[:0])  # fmt: skip
+                       work.dx3 if embed else work.dx3[:0], lens)  # fmt: skip
         if embed:
             _embedding_backward(form, data, u, T, B, I0, work.dX, work.dx3, nchunks,
                                 work.dtheta)  # fmt: skip
@@ -235,11 +261,12 @@ def evaluate(model, form, theta, woff, data, n_updates, n_valid, state, work, nc
     state.c[:] = 0
     for u in range(n_updates):
         fill_batch(form, theta, data, u, T, B, I0, C, X, work.y_class, work.y_real)
+        lens = batch_lengths(form, data, u, B, work.lens)
         if set_mode:
             state.h[:] = 0
             state.c[:] = 0
         train_forward(cell, act, L, D, T, B, I0, H, theta, woff, state.h, state.c, work.saved,
-                      nchunks)  # fmt: skip
+                      nchunks, lens)  # fmt: skip
         head_forward(Lh, D, T, B, H, C, head_mode, theta, wo, bo, hist, work.Z)
         if not set_mode:
             train_final_states(cell, L, D, T, B, I0, H, work.saved, nchunks, state.h, state.c)
@@ -247,6 +274,8 @@ def evaluate(model, form, theta, woff, data, n_updates, n_valid, state, work, nc
             b = k % B
             if set_mode and u * B + b >= n_valid:
                 continue  # a padded column of the last batch
+            if head_mode == HEAD_ALL and lens.size > 0 and k // B >= lens[b]:
+                continue  # a padded step
             lk, ok = _column_metrics(form[F_TARGETS], C, ncols, k, work.Z, work.y_class,
                                      work.y_real)  # fmt: skip
             loss_sum += lk

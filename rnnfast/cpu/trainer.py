@@ -63,6 +63,7 @@ class _Buffers:
             np.zeros(ncols, dt), np.zeros(ncols, np.int64), np.zeros(C * ncols, dt),
             np.zeros(I0 * T * B if embed and nchunks == 1 else 0, dt),
             np.zeros((T, B, I0) if embed and nchunks > 1 else (0, 0, 0), dt),
+            np.zeros(B, np.int64),
         )  # fmt: skip
 
 
