@@ -147,8 +147,8 @@ class RunSetup:
             if f.mode == "set":
                 batch = min(ev.batch or f.batch, split.count)
                 order = eval_order(split.count, batch)
-                self._eval_cache[k] = (split.data(f, self.dt, order), len(order), split.count,
-                                       batch)  # fmt: skip
+                self._eval_cache[k] = (split.data(f, self.dt, order, split.count), len(order),
+                                       split.count, batch)  # fmt: skip
             else:
                 data = split.data(f, self.dt)
                 self._eval_cache[k] = (data, split.count // f.steps, 0, split.x.shape[0])

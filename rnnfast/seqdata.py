@@ -116,16 +116,24 @@ class Split:
     count: int  # sequences (set) or stream columns
     lengths: np.ndarray | None = None  # set mode: (N,) valid steps, None: all T
 
-    def batches(self, order: np.ndarray) -> np.ndarray:
-        """order (U, B) with each row sorted by descending length (stable), as int64."""
+    def batches(self, order: np.ndarray, count: int | None = None) -> np.ndarray:
+        """order (U, B) with each row sorted by descending length (stable), as int64. The
+        entries from flat index `count` on (eval_order's padding of a short last batch) stay
+        at the end of their row, where the loops expect them."""
         order = np.ascontiguousarray(order, np.int64)
         if self.lengths is None:
             return order
-        rank = np.argsort(-self.lengths[order], axis=1, kind="stable")
+        key = -self.lengths[order]
+        if count is not None:
+            padding = np.arange(order.size).reshape(order.shape) >= count
+            key = np.where(padding, 1, key)  # after every real length (all are >= 1)
+        rank = np.argsort(key, axis=1, kind="stable")
         return np.ascontiguousarray(np.take_along_axis(order, rank, axis=1))
 
-    def data(self, form: Form, dtype, order: np.ndarray | None = None) -> Data:
-        """The compiled loops' Data tuple (dense inputs and real targets in dtype)."""
+    def data(self, form: Form, dtype, order: np.ndarray | None = None,
+             count: int | None = None) -> Data:  # fmt: skip
+        """The compiled loops' Data tuple (dense inputs and real targets in dtype); count as
+        batches's."""
         dt = np.dtype(dtype)
         none_f = np.zeros((1, 1), dt)
         none_i = np.zeros((1, 1), np.int32)
@@ -137,7 +145,7 @@ class Split:
         classes = form.targets == "classes"
         yc = np.ascontiguousarray(self.y, np.int32) if classes else none_i
         yr = none_f if classes else np.ascontiguousarray(self.y, dt)
-        order = np.zeros((1, 1), np.int64) if order is None else self.batches(order)
+        order = np.zeros((1, 1), np.int64) if order is None else self.batches(order, count)
         lens = np.zeros(0, np.int64)
         if self.lengths is not None:
             lens = np.ascontiguousarray(self.lengths, np.int64)

@@ -170,13 +170,17 @@ CASES = [
 ]
 
 
-def make_valid_case() -> Case:
-    """Per-sequence classes with a validation split of a quarter of the data."""
+def make_valid_case(lengths: bool = False) -> Case:
+    """Per-sequence classes with a validation split of a quarter of the data; with lengths,
+    unequal ones and batches of 4 (the 10 validation sequences end in a short batch)."""
     rng = np.random.default_rng(10)
     x, y = _dense(rng, 40, 6, 3), _classes(rng, 40, 3)
     x[:, :, 0] += y[:, None]  # learnable, so accuracy is not trivially constant
     cfg = _sequences(cell="gru", hidden_size=5, batch_size=10, epochs=2, optimizer="adagrad",
                      lr=0.1, valid_fraction=0.25)  # fmt: skip
+    if lengths:
+        cfg["batch_size"] = 4
+        return Case(cfg, (x, y, _lengths(rng, 40, 6)))
     return Case(cfg, (x, y))
 
 
@@ -356,15 +360,17 @@ def torch_set_run(cfg, x, y, params, valid=None,
             lens = None if lengths is None else torch.tensor(lengths[rows])
             run.update(*set_batch(x, y, rows), None, per_step, vocab, lengths=lens)
         if valid is not None:
-            metrics.append(evaluate_set(run.net, *valid, vocab))
+            xv, yv, *lv = valid  # (x, y[, lengths])
+            metrics.append(evaluate_set(run.net, xv, yv, vocab, *lv))
     return run, metrics
 
 
-def evaluate_set(net: Net, x, y, vocab) -> dict[str, float]:
+def evaluate_set(net: Net, x, y, vocab, lengths=None) -> dict[str, float]:
     """Mean cross-entropy and accuracy of per-sequence classes over all of (x, y)."""
     with torch.no_grad():
         xb, yb = set_batch(x, y, np.arange(len(x)))
-        logits, _ = net(xb, None, False, vocab)
+        lens = None if lengths is None else torch.tensor(lengths)
+        logits, _ = net(xb, None, False, vocab, lengths=lens)
         loss = F.cross_entropy(logits, yb)
         accuracy = (logits.argmax(-1) == yb).to(F64).mean()
     return {"valid_loss": float(loss), "valid_accuracy": float(accuracy)}
@@ -456,10 +462,11 @@ def test_updates_equal_pytorch(name):
     assert_params_close(result.params, run.net.numpy_params(), initial_params(case))
 
 
-def test_validation_metrics_equal_pytorch_on_the_split():
-    case = make_valid_case()
+@pytest.mark.parametrize("lengths", [False, True], ids=["equal", "lengths"])
+def test_validation_metrics_equal_pytorch_on_the_split(lengths):
+    case = make_valid_case(lengths)
     cfg = resolve(case.config)
-    x, y = case.data
+    x, y, *lens = case.data
     # the documented split: default_rng([seed, 3]) permutes the N sequences, the first
     # round(N * valid_fraction) of the permutation validate, each part in its original order
     N = len(x)
@@ -471,15 +478,21 @@ def test_validation_metrics_equal_pytorch_on_the_split():
     result = rnnfast.train(case.config, data=case.data)
     assert result.status == "ok", result.message
     params = initial_params(case)
-    run, metrics = torch_set_run(cfg, x[tr], y[tr], params, valid=(x[va], y[va]))
-    assert len(run.losses) == 6
+    if lengths:
+        (lens,) = lens
+        run, metrics = torch_set_run(cfg, x[tr], y[tr], params, valid=(x[va], y[va], lens[va]),
+                                     lengths=lens[tr])  # fmt: skip
+    else:
+        run, metrics = torch_set_run(cfg, x[tr], y[tr], params, valid=(x[va], y[va]))
+    U = 30 // cfg["batch_size"]
+    assert len(run.losses) == 2 * U
     np.testing.assert_allclose(losses_of(result), run.losses, rtol=RTOL, atol=ATOL)
     assert_params_close(result.params, run.net.numpy_params(), params)
     curves = result.curves
     for name in ("valid_loss", "valid_accuracy"):
         points = curves[curves["metric"] == name]
         np.testing.assert_array_equal(points["epoch"], [1, 2])
-        np.testing.assert_array_equal(points["step"], [3, 6])
+        np.testing.assert_array_equal(points["step"], [U, 2 * U])
         want = [m[name] for m in metrics]
         np.testing.assert_allclose(points["value"], want, rtol=RTOL, atol=ATOL, err_msg=name)
         np.testing.assert_allclose(result.final[name], want[-1], rtol=RTOL, atol=ATOL)
@@ -487,9 +500,10 @@ def test_validation_metrics_equal_pytorch_on_the_split():
     assert 0 < accuracy.min() and accuracy.max() < 1  # argmax decisions that can disagree
 
 
-@pytest.mark.parametrize("name", [*CASES, "valid"])
+@pytest.mark.parametrize("name", [*CASES, "valid", "valid-lengths"])
 def test_same_config_and_seed_give_bit_identical_curves(name):
-    case = make_valid_case() if name == "valid" else make_case(name)
+    valid = name.startswith("valid")
+    case = make_valid_case(name.endswith("lengths")) if valid else make_case(name)
     a = rnnfast.train(case.config, data=case.data)
     b = rnnfast.train(case.config, data=case.data)
     assert (a.status, b.status) == ("ok", "ok")
@@ -501,3 +515,18 @@ def test_same_config_and_seed_give_bit_identical_curves(name):
     assert sorted(a.params) == sorted(b.params)
     for k in a.params:
         assert np.array_equal(a.params[k], b.params[k]), k
+
+
+@pytest.mark.parametrize("name", [c for c in CASES if c.startswith("lengths")])
+def test_lengths_in_batch_chunks_equal_pytorch(name, monkeypatch):
+    """The batch in 3 parallel chunks: each batch's columns, sorted by length, dealt to the
+    chunks in turn (rnnfast.cpu._chunks.dealt_ranks), still give PyTorch's updates."""
+    import rnnfast.cpu.trainer as trainer
+
+    monkeypatch.setattr(trainer, "train_chunks", lambda *args: 3)
+    case = make_case(name)
+    result = rnnfast.train(case.config, data=case.data)
+    assert result.status == "ok", result.message
+    run = torch_run(case)
+    np.testing.assert_allclose(losses_of(result), run.losses, rtol=RTOL, atol=ATOL)
+    assert_params_close(result.params, run.net.numpy_params(), initial_params(case))

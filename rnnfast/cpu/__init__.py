@@ -10,8 +10,9 @@ rnnfast/cpu/_split.py); backward uses the chunks its forward used.
 
 Gradients are taken at the parameter values the forward pass used (saved in the cache).
 
-Lengths: the kernels want the batch ordered by descending length (at step t the live columns
-are then the first k_t). A batch in another order is permuted here, one copy of x (and of
+Lengths: the kernels want each batch chunk's columns ordered by descending length (at step t
+the live columns are then the first k_t), and the chunks balanced (rnnfast.cpu._chunks.
+dealt_ranks). A batch in another order is permuted here, one copy of x (and of
 dout) on the way in and of out (dx) on the way out, as pack_padded_sequence(enforce_sorted=
 False) sorts; a batch already in order (and lengths=None) costs nothing.
 """
@@ -37,6 +38,7 @@ from rnnfast.cells import ACT_CODES, CELL_CODES  # noqa: E402
 from rnnfast.cpu._chunks import (  # noqa: E402
     backward_kernel_chunks,
     chunk_sizes,
+    dealt_ranks,
     forward_kernel_chunks,
 )
 from rnnfast.cpu._kernels import backward_kernel, buffer_offsets, forward_kernel  # noqa: E402
@@ -83,13 +85,16 @@ def num_chunks(spec: Spec, T: int, B: int, nchunks: int | None = None) -> int:
     return min(nchunks, B) if parallel_ok() else 1
 
 
-def _by_length(lengths: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """(lengths sorted descending, the permutation that sorts the batch or None if sorted)."""
+def _by_length(lengths: np.ndarray | None, nc: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(the columns' lengths, the permutation that puts the batch in the kernels' order, or
+    None if it is in order): sorted descending, dealt to the nc chunks in turn."""
     if lengths is None:
         return _ALL_T, None
-    if (lengths[:-1] >= lengths[1:]).all():
+    if nc == 1 and (lengths[:-1] >= lengths[1:]).all():
         return lengths, None
     perm = np.argsort(-lengths, kind="stable")
+    if nc > 1:
+        perm = perm[dealt_ranks(len(lengths), nc)]
     return np.ascontiguousarray(lengths[perm]), perm
 
 
@@ -115,11 +120,11 @@ def forward(spec: Spec, nonlinearity: str, params, x, h0, c0, lengths=None,
     W = np.concatenate([params[key].ravel() for key, *_ in entries])
     lstm = spec.cell == "lstm"
     T, B = (x.shape[1], x.shape[0]) if batch_first else x.shape[:2]
-    lens, perm = _by_length(lengths)
+    nc = num_chunks(spec, T, B, nchunks)
+    lens, perm = _by_length(lengths, nc)
     bax = 0 if batch_first else 1  # x's batch axis
     x, h0 = _permuted(x, perm, bax), _permuted(h0, perm, 1)
     c0 = _permuted(c0, perm, 1) if lstm else h0
-    nc = num_chunks(spec, T, B, nchunks)
     saved = POOL.take(_sizes(spec, T, B, nc)[0], spec.dtype)
     args = (CELL_CODES[spec.cell], ACT_CODES[nonlinearity], spec.directions, spec.hidden_size,
             x, W, woff, h0, c0, saved, lens, batch_first)  # fmt: skip

@@ -20,7 +20,6 @@ from numba import njit
 from rnnfast._blas import gemm
 from rnnfast.cells.vmath import vexp, vlog, vsigmoid
 from rnnfast.codes import HEAD_ALL, TGT_CLASSES, TGT_REALS
-from rnnfast.cpu._kernels import zero_padded
 from rnnfast.cpu._linalg import lane_sum, rowsum_acc
 
 
@@ -74,7 +73,7 @@ def head_loss(
     dZ,  # (C, ncols) out: d loss / d Z
     m,
     s,  # (ncols,) work
-    lens,  # (B,) the columns' lengths sorted descending, or size 0 (all T)
+    lens,  # (B,) the columns' lengths (any order), or size 0 (all T)
     B,
 ):
     """Returns (loss, sum over columns of |target - output|) (the second only for sigmoid)."""
@@ -117,8 +116,11 @@ def head_loss(
             dZ[t * ncols + k] -= scale
             s[k] = m[k] - Z[t * ncols + k]  # this column's loss
         if masked:
-            zero_padded(dZ, C, ncols, T, B, lens)
-            zero_padded(s, 1, ncols, T, B, lens)
+            for k in range(ncols):
+                if k // B >= lens[k % B]:
+                    s[k] = 0
+                    for c in range(C):
+                        dZ[c * ncols + k] = 0
         total = lane_sum(s, ncols, m)
     elif loss_kind == TGT_REALS:
         two = Z.dtype.type(2) * scale / C

@@ -85,8 +85,8 @@ def _source(mode, order, u, t, b, T, B0):
 
 @njit(cache=True, error_model="numpy")
 def batch_lengths(form, data, u, B, lens):
-    """Update u's column lengths in lens (B,) (sorted descending: the batch order is), or the
-    empty all-T marker when the data has none."""
+    """Update u's column lengths in lens (B,) (sorted descending within each batch chunk, as
+    the batch order is), or the empty all-T marker when the data has none."""
     if form[F_MODE] != MODE_SET or data.lens.size == 0:
         return lens[:0]
     for b in range(B):

@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from rnnfast.codes import HEAD_ALL, M_B
-from rnnfast.cpu._chunks import train_sizes
+from rnnfast.cpu._chunks import dealt_ranks, num_chunks, train_sizes
 from rnnfast.cpu._split import one_blas_thread, split_chunks
 from rnnfast.cpu._train import Optim, State, Work, evaluate, train_updates
 from rnnfast.params import Spec
@@ -67,6 +67,15 @@ class _Buffers:
         )  # fmt: skip
 
 
+def _dealt(data, nchunks: int):
+    """data with each batch (sorted by length) dealt to the batch chunks in turn, so that each
+    chunk holds a like share of long and short sequences (rnnfast.cpu._chunks.dealt_ranks)."""
+    B = data.order.shape[1]
+    if data.lens.size == 0 or num_chunks(nchunks, B) == 1:
+        return data
+    return data._replace(order=np.ascontiguousarray(data.order[:, dealt_ranks(B, nchunks)]))
+
+
 class CpuTrainer:
     """Serves steps()'s requests for one run on the CPU."""
 
@@ -88,6 +97,7 @@ class CpuTrainer:
 
     def run_updates(self, data, u0: int, n: int, step0: int, losses, errors) -> int:
         s, b = self.setup, self.buf
+        data = _dealt(data, self.nchunks)
         return train_updates(s.model, s.form_vec, s.theta, s.woff, self.optim, data, b.state,
                              b.work, u0, n, step0, losses, errors, self.nchunks)  # fmt: skip
 
@@ -105,6 +115,7 @@ class CpuTrainer:
         model = s.model.copy()
         model[M_B] = batch
         with one_blas_thread(nc > 1):
+            # not dealt to the chunks: the padding of a short last batch must stay at its end
             loss, correct, counted = evaluate(model, s.eval_form_vec, s.theta, s.woff, data,
                                               U if n_updates is None else n_updates, n_valid,
                                               bufs.state, bufs.work, nc)  # fmt: skip
