@@ -28,12 +28,12 @@ def arr(dtype, ndim):
 
 
 def signatures(dt):
-    i, f, i64 = typeof(1), arr(dt, 1), np.int64
-    a1, a3 = arr(dt, 1), arr(dt, 3)
-    fwd = (i,) * 9 + (a1, arr(i64, 2), a3, a3, a1, arr(i64, 1), a3, a3)
-    bwd = (i,) * 9 + (a1, arr(i64, 2), a3, a3, a3, a3, a1, arr(i64, 1))
+    i, i64 = typeof(1), np.int64
+    a1, a3, lens = arr(dt, 1), arr(dt, 3), arr(i64, 1)
+    # as rnnfast/cuda/_api.py launches them: dims, W, woff, states, lens, buf, off, ...
+    fwd = (i,) * 9 + (a1, arr(i64, 2), a3, a3, lens, a1, arr(i64, 1), a3, a3)
+    bwd = (i,) * 9 + (a1, arr(i64, 2), a3, a3, a3, a3, lens, a1, arr(i64, 1))
     wgrad = (i,) * 7 + (a1, arr(i64, 2), a1, arr(i64, 1), a1)
-    del f
     return {"forward_kernel": (_api.forward_kernel, fwd),
             "backward_kernel": (_api.backward_kernel, bwd),
             "weight_grad_kernel": (_api.weight_grad_kernel, wgrad),

@@ -337,13 +337,16 @@ def test_group_shares_equal_data_and_stacks_the_rest():
 
     a, b = np.arange(6).reshape(2, 3), np.arange(6).reshape(2, 3)
     c = a + 1
-    z = np.zeros((1, 1))
+    z, none = np.zeros((1, 1)), np.zeros(0, np.int64)
     dev = _DeviceData(__import__("numba").cuda)
-    shared = dev.put([Data(a, a, z, z, z, a, 1.0), Data(b, c, z, z, z, a.copy(), 1.0)])
-    assert [f.shape[0] for f in shared[:-1]] == [1, 2, 1, 1, 1, 1]
+    shared = dev.put([Data(a, a, z, z, z, a, 0.5, none), Data(b, c, z, z, z, a.copy(), 0.5, none)])
+    assert shared.scale == 0.5
+    runs = [f.shape[0] for f, name in zip(shared, Data._fields, strict=True) if name != "scale"]
+    assert runs == [1, 2, 1, 1, 1, 1, 1] and shared.lens.shape == (1, 0)
     np.testing.assert_array_equal(shared.xq.copy_to_host(), np.stack([a, c]))
     with pytest.raises(ValueError, match=r"run 1's xq is \(3, 2\), run 0's \(2, 3\)"):
-        _DeviceData(dev.cuda).put([Data(a, a, z, z, z, a, 1.0), Data(a, a.T, z, z, z, a, 1.0)])
+        _DeviceData(dev.cuda).put([Data(a, a, z, z, z, a, 1.0, none),
+                                   Data(a, a.T, z, z, z, a, 1.0, none)])  # fmt: skip
 
 
 def test_group_rejects_different_shapes():

@@ -10,6 +10,8 @@ direction and time step (rnnfast/cuda/_layers.py), so no grid-wide synchronisati
 backward: two launches, the reverse time loops (blocks by batch columns again) and then the
 weight gradients, which sum over all columns (one thread per parameter).
 Arrays cross to the host only at the API boundary: x, h0, dout in; out, states, gradients out.
+lengths go to the kernels (padded steps carry the state, rnnfast/cuda/_layers.py); batch_first
+arrays are transposed on the host on their way to and from the device.
 """
 
 import importlib.util
@@ -66,11 +68,11 @@ def device_name() -> str:
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
-def forward(spec, nonlinearity: str, params, x: np.ndarray, h0, c0):
+def forward(spec, nonlinearity: str, params, x: np.ndarray, h0, c0, lengths, batch_first):
     require()
     from rnnfast.cuda._api import forward as _forward  # noqa: PLC0415
 
-    return _forward(spec, nonlinearity, params, x, h0, c0)
+    return _forward(spec, nonlinearity, params, x, h0, c0, lengths, batch_first)
 
 
 def backward(spec, nonlinearity: str, params, data, dout, dh_n, dc_n):

@@ -19,6 +19,14 @@ time loops an item is one (unit j, column b): the thread computes all gate rows 
 syncthreads. Backward keeps the same item -> thread map for the gate gradients and for
 dh_{t-1} = W_hh^T dG, so dh and dc are only ever touched by their own thread.
 
+Lengths (PyTorch's packed semantics, rnnfast.reference): column b takes part in step t only
+if t < lens[b]. At a padded step its thread copies the carried h (and c) to the step's history
+slot and skips the cell, so the forward direction's last slot holds the state after the
+sequence's own last step, and the reverse direction carries h0 down to that step before it
+starts. Backward leaves dh (dc) untouched at a padded step and writes zero gate gradients, so
+the input, weight and bias gradients (sums over columns) get nothing from it, and the
+gradient at the step's output (dO) is ignored. Padded outputs are zeroed by the caller.
+
 The weights are read from global memory (cached in L1/L2); they are not staged in shared
 memory, which numba-cuda caps at 48 KB per block (numba-cuda issue 94) while LSTM H=100
 needs 160 KB of W_hh in float32. Reductions accumulate in the arrays' dtype, in a fixed
@@ -166,9 +174,20 @@ def _step_forward(cell, act, ld, T, B, H, j, b, t, hp, hq, hist, chist, G, HN, T
 
 
 @cuda.jit(device=True)
-def forward_layers(tid, nt, cell, act, L, D, T, B, I0, H, b0, b1, W, woff, h0, c0, buf, off):
+def _carry(cell, ld, T, B, H, j, b, hp, hq, hist, chist):
+    """Unit j, column b at a padded step: h (and c) pass through unchanged."""
+    src = (ld * H + j) * (T + 1) * B + b
+    hist[src + hq * B] = hist[src + hp * B]
+    if cell == CELL_LSTM:
+        chist[src + hq * B] = chist[src + hp * B]
+
+
+@cuda.jit(device=True)
+def forward_layers(tid, nt, cell, act, L, D, T, B, I0, H, b0, b1, W, woff, h0, c0, lens, buf,
+                   off):  # fmt: skip
     """Every layer and direction for columns [b0, b1): fills hist, chist, G, HN, TC.
-    h0, c0 (L*D, B, H): the initial state (c0 only read for lstm)."""
+    h0, c0 (L*D, B, H): the initial state (c0 only read for lstm); lens (B,) int64: each
+    column's valid steps (T: all)."""
     X, hist, chist = (
         buf[off[S_X] : off[S_X + 1]],
         buf[off[S_HIST] : off[S_HIST + 1]],
@@ -197,8 +216,11 @@ def forward_layers(tid, nt, cell, act, L, D, T, B, I0, H, b0, b1, W, woff, h0, c
                 hq = t + 1 if d == 0 else t  # block of h_t
                 for e in range(tid, H * Bc, nt):
                     j, b = e // Bc, b0 + e % Bc
-                    _step_forward(cell, act, ld, T, B, H, j, b, t, hp, hq, hist, chist, G, HN,
-                                  TC, W, woff)  # fmt: skip
+                    if t < lens[b]:
+                        _step_forward(cell, act, ld, T, B, H, j, b, t, hp, hq, hist, chist, G,
+                                      HN, TC, W, woff)  # fmt: skip
+                    else:
+                        _carry(cell, ld, T, B, H, j, b, hp, hq, hist, chist)
                 cuda.syncthreads()
 
 
@@ -263,6 +285,18 @@ def _step_backward(cell, act, ld, d, T, B, H, j, b, t, hp, hist, chist, G, HN, T
 
 
 @cuda.jit(device=True)
+def _zero_gate_grads(cell, ld, T, B, H, j, b, t, dG, dHN):
+    """Unit j, column b at a padded step: no gate gradients (the weight gradients sum dG over
+    every column, padded ones included)."""
+    GH, TB, c = _ngates(cell) * H, T * B, t * B + b
+    zero = dG.dtype.type(0)
+    for q in range(_ngates(cell)):
+        dG[(ld * GH + q * H + j) * TB + c] = zero
+    if cell == CELL_GRU:
+        dHN[(ld * H + j) * TB + c] = zero
+
+
+@cuda.jit(device=True)
 def _dh_prev(cell, ld, T, B, H, j, b, t, direct, dG, dHN, W, woff):
     """dh_{t-1}[j, b] = direct + sum_r W_hh[r, j] dG[r, t, b] (gru: rows n through dHN)."""
     GH, TB = _ngates(cell) * H, T * B
@@ -302,10 +336,11 @@ def _grad_below(tid, nt, cell, l, D, T, B, I0, H, b0, b1, W, woff, dG, dst, with
 
 @cuda.jit(device=True)
 def backward_layers(tid, nt, cell, act, L, D, T, B, I0, H, b0, b1, W, woff, dh_n, dc_n, dh0, dc0,
-                    buf, off, with_x):  # fmt: skip
+                    lens, buf, off, with_x):  # fmt: skip
     """The reverse time loops for columns [b0, b1), top layer first. Reads dO (D, H, TB), the
-    gradient at the top layer's outputs (overwritten for L > 1); writes dG and dHN of every
-    layer (for weight_grads), dh0 and dc0 (L*D, B, H), and dX if with_x."""
+    gradient at the top layer's outputs (overwritten for L > 1), and lens (B,) as forward;
+    writes dG and dHN of every layer (for weight_grads), dh0 and dc0 (L*D, B, H), and dX if
+    with_x."""
     hist, chist = buf[off[S_HIST] : off[S_HIST + 1]], buf[off[S_CHIST] : off[S_CHIST + 1]]
     G, HN, TC = (
         buf[off[S_G] : off[S_G + 1]],
@@ -334,15 +369,19 @@ def backward_layers(tid, nt, cell, act, L, D, T, B, I0, H, b0, b1, W, woff, dh_n
                 # the items below keep their thread in both phases: dh, dc stay thread-private
                 for e in range(tid, H * Bc, nt):
                     j, b = e // Bc, b0 + e % Bc
-                    dh[j * B + b] = _step_backward(
-                        cell, act, ld, d, T, B, H, j, b, t, hp, hist, chist, G, HN, TC, dO, dG,
-                        dHN, dh, dc,
-                    )  # fmt: skip
+                    if t < lens[b]:
+                        dh[j * B + b] = _step_backward(
+                            cell, act, ld, d, T, B, H, j, b, t, hp, hist, chist, G, HN, TC, dO,
+                            dG, dHN, dh, dc,
+                        )  # fmt: skip
+                    else:  # padded: dh, dc pass through
+                        _zero_gate_grads(cell, ld, T, B, H, j, b, t, dG, dHN)
                 cuda.syncthreads()
                 for e in range(tid, H * Bc, nt):
                     j, b = e // Bc, b0 + e % Bc
-                    dh[j * B + b] = _dh_prev(cell, ld, T, B, H, j, b, t, dh[j * B + b], dG, dHN,
-                                             W, woff)  # fmt: skip
+                    if t < lens[b]:
+                        dh[j * B + b] = _dh_prev(cell, ld, T, B, H, j, b, t, dh[j * B + b], dG,
+                                                 dHN, W, woff)  # fmt: skip
             for e in range(tid, H * Bc, nt):
                 j, b = e // Bc, b0 + e % Bc
                 dh0[ld, b, j] = dh[j * B + b]

@@ -16,6 +16,14 @@ IN_ONEHOT, IN_EMBED), targets (TGT_CLASSES, TGT_REALS, TGT_SIGMOID) and heads (H
 HEAD_LAST: the forward direction's last step and the reverse direction's step 0, i.e. h_n)
 are those of the CPU's fill_batch and rnnfast.cpu._head.
 
+Lengths (set mode, Data.lens of size N; size 0: every sequence has T steps): batch column b of
+update u has len = lens[order[u, b]] valid steps (_fill writes them to Work.lens), honoured
+by the layers with PyTorch's packed semantics (rnnfast/cuda/_layers.py). A per-sequence
+target (HEAD_LAST) then reads the forward direction's last history slot, which holds the
+state after the sequence's own last step; per-step targets (HEAD_ALL) at padded steps are
+ignored: the loss and its gradient are the mean over real steps (or their sum), and the
+evaluation counts real steps only.
+
 Arguments come in named groups (numba-cuda passes tuples, namedtuples included, of device
 arrays and scalars to kernels element by element): Data, Optim, State, Work, Out. signatures()
 gives their types for a compile check without a GPU (tests/cuda_ptx_check.py).
@@ -85,8 +93,9 @@ Optim = namedtuple("Optim", ["code", "hyper", "s1", "s2", "clip"])
 State = namedtuple("State", ["h", "c", "zeros", "dh0", "dc0"])
 # Work: buf (R, size) flat buffers cut by off (rnnfast.cuda._layers.layout); dtheta (R, n);
 # Z, dZ (R, C*ncols) logits and their gradient; targets y_class (R, ncols) int32 and
-# y_real (R, C*ncols); tok (R, T*B) int32: each column's token id (embedding inputs).
-Work = namedtuple("Work", ["buf", "off", "dtheta", "Z", "dZ", "y_class", "y_real", "tok"])
+# y_real (R, C*ncols); tok (R, T*B) int32: each column's token id (embedding inputs);
+# lens (R, B) int64: each batch column's valid steps in the current update.
+Work = namedtuple("Work", ["buf", "off", "dtheta", "Z", "dZ", "y_class", "y_real", "tok", "lens"])
 # Out: losses, errors (R, n_updates) float64; done (R,) int64: updates run.
 Out = namedtuple("Out", ["losses", "errors", "done"])
 # EvalOut: per run and column block (R, blocks): loss sum (float64), correct, counted (int64).
@@ -159,11 +168,14 @@ def _target(form, d, row, pos, C, ncols, k, y_class, y_real):
 
 
 @cuda.jit(device=True)
-def _fill(tid, nt, form, th, d, u, T, B, I0, C, b0, b1, X, tok, y_class, y_real):
-    """Update u's inputs X (I0, T*B), token ids tok (T*B, embedding inputs only) and targets
-    for batch columns [b0, b1): rnnfast.cpu._train.fill_batch, one item per element."""
+def _fill(tid, nt, form, th, d, u, T, B, I0, C, b0, b1, X, tok, y_class, y_real, lens):
+    """Update u's inputs X (I0, T*B), token ids tok (T*B, embedding inputs only), targets
+    and column lengths lens (B,) for batch columns [b0, b1): rnnfast.cpu._train.fill_batch,
+    one item per element."""
     TB, Bc = T * B, b1 - b0
     mode = form[F_MODE]
+    for b in range(b0 + tid, b1, nt):
+        lens[b] = d.lens[d.order[u, b]] if mode == MODE_SET and d.lens.shape[0] > 0 else T
     per_step = form[F_HEAD] == HEAD_ALL
     ncols = TB if per_step else B
     embed = form[F_INPUTS] == IN_EMBED
@@ -195,7 +207,7 @@ def _run_data(r, data):
     return Data(data.xd[_pick(r, data.xd)], data.xq[_pick(r, data.xq)],
                 data.xt[_pick(r, data.xt)], data.yc[_pick(r, data.yc)],
                 data.yr[_pick(r, data.yr)], data.order[_pick(r, data.order)],
-                data.scale)  # fmt: skip
+                data.scale, data.lens[_pick(r, data.lens)])  # fmt: skip
 
 
 @cuda.jit(device=True)
@@ -244,14 +256,33 @@ def _head_forward(tid, nt, L, D, T, B, H, C, head_mode, th, wo, bo, hist, Z, b0,
 
 
 @cuda.jit(device=True)
-def _head_loss(tid, nt, red, loss_kind, C, ncols, reduction_sum, Z, y_class, y_real, dZ):
-    """(loss, sum |target - output|) with dZ = d loss / d Z, as rnnfast.cpu._head.head_loss."""
+def _real(per_step, B, lens, k):
+    """Whether head column k is a real step (per-step targets at padded steps are ignored)."""
+    return not per_step or k // B < lens[k % B]
+
+
+@cuda.jit(device=True)
+def _head_loss(tid, nt, red, loss_kind, C, ncols, reduction_sum, Z, y_class, y_real, dZ,
+               per_step, B, lens):  # fmt: skip
+    """(loss, sum |target - output|) with dZ = d loss / d Z, as rnnfast.cpu._head.head_loss,
+    over the real columns only (lens (B,): the columns' valid steps; dZ is zero elsewhere)."""
     one, half = Z.dtype.type(1), Z.dtype.type(0.5)
-    scale = one if reduction_sum else one / ncols
+    n_real = ncols
+    if per_step:
+        n_real = 0
+        for b in range(B):
+            n_real += lens[b]
+    scale = one if reduction_sum else one / n_real
     total = 0.0
     abs_err = 0.0
+    for k in range(tid, ncols, nt):
+        if not _real(per_step, B, lens, k):
+            for c in range(C):
+                dZ[c * ncols + k] = 0
     if loss_kind == TGT_CLASSES:  # softmax cross-entropy
         for k in range(tid, ncols, nt):
+            if not _real(per_step, B, lens, k):
+                continue
             m = Z[k]
             for c in range(1, C):
                 m = max(m, Z[c * ncols + k])
@@ -270,6 +301,8 @@ def _head_loss(tid, nt, red, loss_kind, C, ncols, reduction_sum, Z, y_class, y_r
     elif loss_kind == TGT_REALS:  # mean squared error over the C outputs
         two = Z.dtype.type(2) * scale / C
         for k in range(tid, ncols, nt):
+            if not _real(per_step, B, lens, k):
+                continue
             for c in range(C):
                 e = c * ncols + k
                 diff = Z[e] - y_real[e]
@@ -278,6 +311,8 @@ def _head_loss(tid, nt, red, loss_kind, C, ncols, reduction_sum, Z, y_class, y_r
                 dZ[e] = two * diff
     else:  # TGT_SIGMOID: squared error / 2 of the sigmoid outputs
         for k in range(tid, ncols, nt):
+            if not _real(per_step, B, lens, k):
+                continue
             for c in range(C):
                 e = c * ncols + k
                 o = sigmoid(Z[e], one)
@@ -289,13 +324,15 @@ def _head_loss(tid, nt, red, loss_kind, C, ncols, reduction_sum, Z, y_class, y_r
     abs_err = block_sum(red, tid, nt, abs_err)
     if loss_kind == TGT_REALS:
         total /= C
-    return total * (1.0 if reduction_sum else 1.0 / ncols), abs_err
+    return total * (1.0 if reduction_sum else 1.0 / n_real), abs_err
 
 
 @cuda.jit(device=True)
-def _head_backward(tid, nt, L, D, T, B, H, C, head_mode, th, wo, bo, hist, dZ, dth, dO):
+def _head_backward(tid, nt, L, D, T, B, H, C, head_mode, th, wo, bo, hist, dZ, dth, dO, lens):
     """Head gradients into dth (assigned) and dO (D, H, TB), the top layer's output gradient
-    (zero at the columns the head does not read)."""
+    (zero at the columns the head does not read). HEAD_LAST: the forward direction's gradient
+    goes to each column's own last step, lens[b] - 1 (the layers ignore dO at padded steps;
+    the last history slot the head read carries that step's state)."""
     TB, TB1 = T * B, (T + 1) * B
     ncols = TB if head_mode == HEAD_ALL else B
     zero = th.dtype.type(0)
@@ -314,11 +351,15 @@ def _head_backward(tid, nt, L, D, T, B, H, C, head_mode, th, wo, bo, hist, dZ, d
             dth[bo + c] = acc
     for e in range(tid, D * H * TB, nt):
         q, col = e // TB, e % TB
-        col0 = _first_column(T, B, q // H, head_mode)
+        k = col  # the head column fed by this output (-1: none)
+        if head_mode != HEAD_ALL:
+            b = col % B
+            last = lens[b] - 1 if q < H else 0  # forward: the last real step; reverse: step 0
+            k = b if col // B == last else -1
         acc = zero
-        if col0 <= col < col0 + ncols:
+        if k >= 0:
             for c in range(C):
-                acc += th[wo + c * D * H + q] * dZ[c * ncols + col - col0]
+                acc += th[wo + c * D * H + q] * dZ[c * ncols + k]
         dO[e] = acc
 
 
@@ -440,12 +481,13 @@ def train_kernel(
     d = _run_data(r, data)
     buf, off = work.buf[r], work.off
     th, dth, hs, cs = theta[r], work.dtheta[r], state.h[r], state.c[r]
-    Z, dZ, y_class, y_real, tok = (
+    Z, dZ, y_class, y_real, tok, lens = (
         work.Z[r],
         work.dZ[r],
         work.y_class[r],
         work.y_real[r],
         work.tok[r],
+        work.lens[r],
     )
     X = buf[off[S_X] : off[S_X + 1]]
     hist = buf[off[S_HIST] : off[S_HIST + 1]]
@@ -455,15 +497,16 @@ def train_kernel(
     n = th.shape[0]
     for k in range(n_updates):
         u = u0 + k
-        _fill(tid, nt, form, th, d, u, T, B, I0, C, 0, B, X, tok, y_class, y_real)
+        _fill(tid, nt, form, th, d, u, T, B, I0, C, 0, B, X, tok, y_class, y_real, lens)
         if (k == 0 and reset) or not carry:
             _zero_state(tid, nt, L, D, B, H, 0, B, hs, cs)
         cuda.syncthreads()
-        forward_layers(tid, nt, cell, act, L, D, T, B, I0, H, 0, B, th, woff, hs, cs, buf, off)
+        forward_layers(tid, nt, cell, act, L, D, T, B, I0, H, 0, B, th, woff, hs, cs, lens, buf,
+                       off)  # fmt: skip
         _head_forward(tid, nt, L, D, T, B, H, C, head_mode, th, wo, bo, hist, Z, 0, B)
         cuda.syncthreads()
         loss, err = _head_loss(tid, nt, red, form[F_TARGETS], C, ncols, form[F_SUM], Z, y_class,
-                               y_real, dZ)  # fmt: skip
+                               y_real, dZ, head_mode == HEAD_ALL, B, lens)  # fmt: skip
         if tid == 0:
             out.losses[r, k] = loss
             out.errors[r, k] = err
@@ -471,10 +514,11 @@ def train_kernel(
             if tid == 0:
                 out.done[r] = k
             return
-        _head_backward(tid, nt, L, D, T, B, H, C, head_mode, th, wo, bo, hist, dZ, dth, dO)
+        _head_backward(tid, nt, L, D, T, B, H, C, head_mode, th, wo, bo, hist, dZ, dth, dO, lens)
         cuda.syncthreads()
         backward_layers(tid, nt, cell, act, L, D, T, B, I0, H, 0, B, th, woff, state.zeros,
-                        state.zeros, state.dh0[r], state.dc0[r], buf, off, embed)  # fmt: skip
+                        state.zeros, state.dh0[r], state.dc0[r], lens, buf, off,
+                        embed)  # fmt: skip
         weight_grads(tid, nt, cell, L, D, T, B, I0, H, th, woff, buf, off, dth)
         if embed:
             _embedding_grads(tid, nt, form, T, B, I0, tok, dX, dth)
@@ -521,6 +565,8 @@ def eval_kernel(
     buf, off = work.buf[r], work.off
     th, hs, cs = theta[r], state.h[r], state.c[r]
     Z, y_class, y_real, tok = work.Z[r], work.y_class[r], work.y_real[r], work.tok[r]
+    lens = work.lens[r]
+    per_step = head_mode == HEAD_ALL
     X = buf[off[S_X] : off[S_X + 1]]
     hist = buf[off[S_HIST] : off[S_HIST + 1]]
     steps = T if head_mode == HEAD_ALL else 1
@@ -530,11 +576,12 @@ def eval_kernel(
     correct = 0
     counted = 0
     for u in range(n_updates):
-        _fill(tid, nt, form, th, d, u, T, B, I0, C, b0, b1, X, tok, y_class, y_real)
+        _fill(tid, nt, form, th, d, u, T, B, I0, C, b0, b1, X, tok, y_class, y_real, lens)
         if set_mode or u == 0:
             _zero_state(tid, nt, L, D, B, H, b0, b1, hs, cs)
         cuda.syncthreads()
-        forward_layers(tid, nt, cell, act, L, D, T, B, I0, H, b0, b1, th, woff, hs, cs, buf, off)
+        forward_layers(tid, nt, cell, act, L, D, T, B, I0, H, b0, b1, th, woff, hs, cs, lens,
+                       buf, off)  # fmt: skip
         _head_forward(tid, nt, L, D, T, B, H, C, head_mode, th, wo, bo, hist, Z, b0, b1)
         if not set_mode:
             final_state(tid, nt, cell, L, D, T, B, H, b0, b1, buf, off, hs, cs)
@@ -543,7 +590,10 @@ def eval_kernel(
             b = b0 + e % Bc
             if set_mode and u * B + b >= n_valid:
                 continue  # a padded column of the last batch
-            lk, ok = _column_metrics(kind, C, ncols, (e // Bc) * B + b, Z, y_class, y_real)
+            k = (e // Bc) * B + b
+            if not _real(per_step, B, lens, k):
+                continue  # a padded step
+            lk, ok = _column_metrics(kind, C, ncols, k, Z, y_class, y_real)
             loss_sum += lk
             correct += ok
             counted += 1
@@ -567,10 +617,10 @@ def signatures(dtype) -> dict[str, tuple]:
 
     i = typeof(1)
     data = typeof(Data(a(dt, 3), a(np.uint8, 3), a(np.int32, 3), a(np.int32, 3), a(dt, 3),
-                       a(np.int64, 3), 1.0))  # fmt: skip
+                       a(np.int64, 3), 1.0, a(np.int64, 2)))  # fmt: skip
     state = typeof(State(a(dt, 4), a(dt, 4), a(dt, 3), a(dt, 4), a(dt, 4)))
     work = typeof(Work(a(dt, 2), a(np.int64, 1), a(dt, 2), a(dt, 2), a(dt, 2), a(np.int32, 2),
-                       a(dt, 2), a(np.int32, 2)))  # fmt: skip
+                       a(dt, 2), a(np.int32, 2), a(np.int64, 2)))  # fmt: skip
     opt = typeof(Optim(1, a(np.float64, 2), a(dt, 2), a(dt, 2), a(np.float64, 1)))
     out = typeof(Out(a(np.float64, 2), a(np.float64, 2), a(np.int64, 1)))
     eval_out = typeof(EvalOut(a(np.float64, 2), a(np.int64, 2), a(np.int64, 2)))

@@ -57,6 +57,10 @@ def _equal(arrays: Sequence[np.ndarray]) -> bool:
     return True
 
 
+# the array fields of Data (all but the scale)
+_ARRAYS = tuple(f for f, name in enumerate(Data._fields) if name != "scale")
+
+
 class _DeviceData:
     """Device copies of the runs' Data tuples, field by field: (1, ...) when every run's
     array is equal (MNIST's images, a set's targets), else (R, ...) (data generated per seed,
@@ -64,11 +68,11 @@ class _DeviceData:
 
     def __init__(self, cuda) -> None:
         self.cuda = cuda
-        self.host: list[tuple] = [()] * (len(Data._fields) - 1)
-        self.dev: list = [None] * (len(Data._fields) - 1)
+        self.host: list[tuple] = [()] * len(Data._fields)
+        self.dev: list = [None] * len(Data._fields)
 
     def put(self, datas: Sequence[Data]) -> Data:
-        for f in range(len(Data._fields) - 1):  # every field but the scale
+        for f in _ARRAYS:
             arrays = tuple(d[f] for d in datas)
             if len(arrays) == len(self.host[f]) and all(
                 a is b for a, b in zip(arrays, self.host[f], strict=True)
@@ -86,7 +90,7 @@ class _DeviceData:
                 stacked = np.ascontiguousarray(np.stack(arrays))
             self.dev[f] = self.cuda.to_device(stacked)
             self.host[f] = arrays
-        return Data(*self.dev, float(datas[0].scale))
+        return Data(*self.dev)._replace(scale=float(datas[0].scale))
 
 
 def _forward_layout(off: np.ndarray) -> np.ndarray:
@@ -159,16 +163,18 @@ class _Group:
                     cuda.device_array((R, s.C * ncols if with_grads else 1), dt),
                     cuda.to_device(np.zeros((R, ncols), np.int32)),
                     cuda.to_device(np.zeros((R, s.C * ncols), dt)),
-                    cuda.to_device(np.zeros((R, s.T * B if embed else 1), np.int32)))  # fmt: skip
+                    cuda.to_device(np.zeros((R, s.T * B if embed else 1), np.int32)),
+                    cuda.to_device(np.full((R, B), s.T, np.int64)))  # fmt: skip
 
     def warm_up(self) -> None:
         """Compile the kernels (or load them from the cache) with launches of zero updates."""
         dt = self.setups[0].dt
 
-        def z(kind):
-            return self.cuda.to_device(np.zeros((1, 1, 1), kind))
+        def z(kind, ndim=3):
+            return self.cuda.to_device(np.zeros((1,) * ndim, kind))
 
-        placeholder = Data(z(dt), z(np.uint8), z(np.int32), z(np.int32), z(dt), z(np.int64), 1.0)
+        placeholder = Data(z(dt), z(np.uint8), z(np.int32), z(np.int32), z(dt), z(np.int64), 1.0,
+                           z(np.int64, 2))  # fmt: skip
         self._launch(placeholder, [0], 0, 0, 0, False)
         if self.setups[0].data.evaluations:
             self.evaluate(0, [0], n_updates=0)
