@@ -12,9 +12,20 @@ integer token ids (vocabulary max id + 1, fed one-hot or through an `embedding` 
 y (N,) or (N, T), or with a trailing output dimension for regression. Integer y are classes
 (softmax cross-entropy, C = max label + 1), float y reals (mean squared error); the `targets`
 key overrides. y (N, T) is one target per step; `per_step` overrides where the shape is
-ambiguous. Per-sequence targets are read at the last step (h_n for a bidirectional model).
-lengths (N,) marks right-padded sequences; unequal lengths are rejected until the kernels
-honour them (issue "Variable-length sequences in every kernel").
+ambiguous.
+
+Sequences of unequal lengths: lengths (N,) integers in [1, T] (the `.npz` array `lengths`, the
+third item of a data tuple, or a `.ts` file's own case lengths, its cases right-padded with
+zeros to its longest) mark x (and per-step y) as right-padded. Splits with fewer steps than the
+longest split (a test file of longer cases) are padded with zeros to its T, their own steps
+becoming their lengths. Each split goes on as Split(x, y, N, lengths) and the loops give it
+PyTorch's packed semantics: a per-sequence target is read at each sequence's own last valid
+step (for a bidirectional model at its h_n, the reverse direction starting there), per-step
+targets at padded steps are ignored, means are over real steps only. Values at padded steps
+never matter but are checked as any others (finite numbers, valid labels). A split whose
+sequences all have the full T gets lengths None: equal-length data runs exactly as without
+lengths. The validation split drawn from `data` keeps each sequence's length. A run's identity
+hashes the data files' bytes, which hold the lengths (.npz array, .ts cases).
 
 Metrics: valid_loss (and valid_accuracy for classes) every epoch, test_loss / test_accuracy
 at the end.
@@ -84,7 +95,7 @@ class SequencesTask(Task):
         raw = _gather(cfg, data)
         # errors name the key the user gave: `data` (one set, split here) or the split's
         label = "data" if cfg["data"] is not None or not isinstance(data, dict | None) else ""
-        arrays = {k: _check_arrays(label or k, *v) for k, v in raw.items()}
+        arrays = {k: _check_arrays(label or k, *v) for k, v in raw.items()}  # (x, y, lengths)
         if "valid" not in arrays and cfg["valid_fraction"] > 0 and len(arrays["train"][0]) > 1:
             rng = np.random.default_rng([cfg["seed"], 3])
             arrays["train"], arrays["valid"] = _split_off(arrays["train"],
@@ -178,6 +189,7 @@ def read_file(key: str, path: str) -> tuple:
 
 
 def _check_arrays(key: str, x: Any, y: Any, lengths: Any) -> tuple:
+    """(x, y, lengths as int64, or None when every sequence has the full T)."""
     x, y = np.asarray(x), np.asarray(y)
     if x.dtype == object or y.dtype == object:
         raise ValueError(f"{key}: x and y must be numeric arrays, not objects")
@@ -209,33 +221,37 @@ def _check_arrays(key: str, x: Any, y: Any, lengths: Any) -> tuple:
             bad = int(np.argmax((lengths < 1) | (lengths > T)))
             raise ValueError(f"{key}: lengths: expected values in [1, T={T}], got "
                              f"{int(lengths[bad])} at index {bad}")  # fmt: skip
-        if (lengths != T).any():
-            raise ValueError(
-                f"{key}: lengths: sequences of unequal lengths ({int(lengths.min())} to "
-                f"{int(lengths.max())} steps) are not supported yet: the kernels do not honour "
-                "lengths until variable-length support lands; pad or crop to one length"
-            )
-    return x, y
+        lengths = np.ascontiguousarray(lengths, np.int64) if (lengths != T).any() else None
+    return x, y, lengths
 
 
 def _split_off(arrays: tuple, fraction: float, rng: np.random.Generator) -> tuple:
     """(train, valid): round(N * fraction) sequences (at least 1, at most N - 1) drawn by rng
-    for validation, both in their original order."""
-    x, y = arrays
+    for validation, both in their original order, each with its own length."""
+    x, y, lengths = arrays
     N = x.shape[0]
     n_valid = min(N - 1, max(1, round(N * fraction)))
     perm = rng.permutation(N)
     tr, va = np.sort(perm[n_valid:]), np.sort(perm[:n_valid])
-    return (x[tr], y[tr]), (x[va], y[va])
+    return tuple((x[i], y[i], _own_lengths(lengths, i, x.shape[1])) for i in (tr, va))
+
+
+def _own_lengths(lengths: np.ndarray | None, rows: np.ndarray, T: int) -> np.ndarray | None:
+    """lengths of the selected rows; None where those all have the full T."""
+    if lengths is None:
+        return None
+    sub = lengths[rows]
+    return sub if (sub != T).any() else None
 
 
 def _form(cfg: dict[str, Any], arrays: dict[str, tuple]) -> tuple[Form, dict[str, Split]]:
-    """The Form all splits share and each split in the loops' layout."""
-    x0, y0 = arrays["train"]
-    T = x0.shape[1]
-    for k, (x, _) in arrays.items():
-        if x.shape[1:] != x0.shape[1:] or x.dtype.kind != x0.dtype.kind:
-            raise ValueError(f"{k}: x: expected the training data's step shape {x0.shape[1:]} "
+    """The Form all splits share and each split in the loops' layout. Splits of fewer steps
+    than the longest are right-padded to its T (with lengths)."""
+    x0, y0, _ = arrays["train"]
+    T = max(x.shape[1] for x, _, _ in arrays.values())
+    for k, (x, _, _) in arrays.items():
+        if x.shape[2:] != x0.shape[2:] or x.ndim != x0.ndim or x.dtype.kind != x0.dtype.kind:
+            raise ValueError(f"{k}: x: expected the training data's step shape {x0.shape[2:]} "
                              f"and kind of dtype, got {x.dtype} {x.shape}")  # fmt: skip
     tokens = x0.ndim == 2 and np.issubdtype(x0.dtype, np.integer) and x0.dtype != np.uint8
     tokens = tokens or (x0.ndim == 2 and x0.dtype == np.uint8 and cfg["embedding"] > 0)
@@ -243,10 +259,10 @@ def _form(cfg: dict[str, Any], arrays: dict[str, tuple]) -> tuple[Form, dict[str
         raise ValueError(f"embedding: needs token ids, x (N, T) integers; got x {x0.dtype} "
                          f"{x0.shape}")  # fmt: skip
     if tokens:
-        lo = min(int(x.min()) for x, _ in arrays.values())
+        lo = min(int(x.min()) for x, _, _ in arrays.values())
         if lo < 0:
             raise ValueError(f"x: token ids must be >= 0, got {lo}")
-        V = max(int(x.max()) for x, _ in arrays.values()) + 1
+        V = max(int(x.max()) for x, _, _ in arrays.values()) + 1
         inputs, I = ("embed", cfg["embedding"]) if cfg["embedding"] else ("onehot", V)
     else:
         V = 0
@@ -256,32 +272,48 @@ def _form(cfg: dict[str, Any], arrays: dict[str, tuple]) -> tuple[Form, dict[str
     if kind == "auto":
         int_y = np.issubdtype(y0.dtype, np.integer) or y0.dtype == bool
         kind = "classes" if int_y else "reals"
-    per_step = _per_step(cfg["per_step"], kind, y0, T)
-    for k, (_, y) in arrays.items():
-        if y.shape[1:] != y0.shape[1:]:
-            raise ValueError(f"{k}: y: expected the training data's target shape "
-                             f"{y0.shape[1:]}, got {y.shape[1:]}")  # fmt: skip
+    per_step = _per_step(cfg["per_step"], kind, y0, x0.shape[1])
+    for k, (x, y, _) in arrays.items():
+        want = (x.shape[1], *y0.shape[2:]) if per_step else y0.shape[1:]
+        if y.shape[1:] != want:
+            raise ValueError(f"{k}: y: expected the training data's target shape {want}, got "
+                             f"{y.shape[1:]}")  # fmt: skip
     if kind == "classes":
-        for k, (_, y) in arrays.items():
+        for k, (_, y, _) in arrays.items():
             if y.ndim != (2 if per_step else 1):
                 raise ValueError(f"{k}: y: class labels are (N,) or (N, T) integers, got "
                                  f"shape {y.shape}")  # fmt: skip
             if not np.array_equal(y, np.round(y)) or y.min() < 0:
                 raise ValueError(f"{k}: y: class labels must be integers >= 0, got values "
                                  f"from {y.min()} to {y.max()}")  # fmt: skip
-        C = max(int(y.max()) for _, y in arrays.values()) + 1
+        C = max(int(y.max()) for _, y, _ in arrays.values()) + 1
         C = max(C, 2)
     else:
         C = 1 if y0.ndim == (2 if per_step else 1) else y0.shape[-1]
     form = Form(inputs=inputs, input_size=I, vocab=V, targets=kind, outputs=C,
                 per_step=per_step, mode="set", steps=T, batch=cfg["batch_size"])  # fmt: skip
     splits = {}
-    for k, (x, y) in arrays.items():
+    for k, split in arrays.items():
+        x, y, lengths = _padded(*split, T, per_step)
         N = x.shape[0]
         xs = x.reshape(N, T) if tokens else x.reshape(N, T * I)
         ys = y.reshape(N, -1) if kind == "reals" else y.reshape(N, T if per_step else 1)
-        splits[k] = Split(xs, ys, N)
+        splits[k] = Split(xs, ys, N, lengths=lengths)
     return form, splits
+
+
+def _padded(x: np.ndarray, y: np.ndarray, lengths: np.ndarray | None, T: int,
+            per_step: bool) -> tuple:  # fmt: skip
+    """(x, y, lengths) right-padded with zeros from x's own steps to T (y too if per step)."""
+    t = x.shape[1]
+    if t == T:
+        return x, y, lengths
+    if lengths is None:
+        lengths = np.full(x.shape[0], t, np.int64)
+    x = np.pad(x, [(0, 0), (0, T - t)] + [(0, 0)] * (x.ndim - 2))
+    if per_step:
+        y = np.pad(y, [(0, 0), (0, T - t)] + [(0, 0)] * (y.ndim - 2))
+    return x, y, lengths
 
 
 def _per_step(given: bool | None, kind: str, y: np.ndarray, T: int) -> bool:
