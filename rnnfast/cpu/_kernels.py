@@ -23,7 +23,8 @@ bias gradients are one GEMM or row sum each, and the gradient for the layer belo
 Lengths (packed sequences): `lens` (B,) holds the columns' lengths sorted in descending order
 (the caller reorders the batch), or is empty when every column has T steps. At step t only the
 first k_t = #{b: lens[b] > t} columns are live, and the per-step products and the cell's
-element-wise code run on those alone (as cuDNN's packed sequences do). A padded column carries
+element-wise code run on those alone (as cuDNN's packed sequences do), rounded up to a
+multiple of 16 columns (step_columns) and the extra ones put right after. A padded column carries
 its state unchanged (h_t = h_{t-1}, c_t = c_{t-1}), so the last block of the forward direction
 holds each sequence's state after its own last step, and the reverse direction starts each
 sequence from h0 at its own last step. Backward: a padded step passes dh (dc) through, adds the
@@ -69,6 +70,23 @@ def live_columns(lens, t, B):
         else:
             hi = mid
     return lo
+
+
+@njit(cache=True, inline="always")
+def step_columns(k, B):
+    """Columns a step with k live ones runs on: k rounded up to a multiple of 16 (at most B).
+    BLAS and the vectorised gate loops run a width that is not a multiple of the vector
+    length much slower (GRU H=100, B=64, forward: 47 live columns 12.0 ms, 48: 8.5 ms, 64:
+    9.6 ms); the few padded columns computed with them are put right afterwards."""
+    return min(B, (k + 15) // 16 * 16)
+
+
+@njit(cache=True, error_model="numpy")
+def _copy_columns(src, so, dst, do, rows, lds, ldd, n):
+    """dst[r, do:do+n] = src[r, so:so+n] for r < rows (row strides lds, ldd)."""
+    for r in range(rows):
+        for b in range(n):
+            dst[r * ldd + do + b] = src[r * lds + so + b]
 
 
 @njit(cache=True, error_model="numpy")
@@ -256,23 +274,25 @@ def forward_layers(
                 hp = t if d == 0 else t + 1  # block of h_{t-1} (the previous step)
                 hq = t + 1 if d == 0 else t  # block of h_t
                 gq = t * B
-                k = live_columns(lens, t, B)  # the step runs on columns [0, k) only
-                if k < B:
+                k = live_columns(lens, t, B)  # the step runs on columns [0, kr) only
+                kr = step_columns(k, B)
+                if kr > 0:
+                    if cell == CELL_GRU:
+                        mm(0, 2 * H, kr, H, W[w_hh:], H, hv[hp * B :], TB1, 1.0, Gv[gq:], TB)
+                        mm(0, H, kr, H, W[w_hh + 2 * H * H :], H, hv[hp * B :], TB1, 1.0,
+                           HNv[gq:], TB)  # fmt: skip
+                        gru_forward_step(Gv, HNv, hv, TB, TB1, gq, hp * B, hq * B, H, kr)
+                    else:
+                        mm(0, GH, kr, H, W[w_hh:], H, hv[hp * B :], TB1, 1.0, Gv[gq:], TB)
+                        if cell == CELL_LSTM:
+                            lstm_forward_step(Gv, TCv, hv, cv, TB, TB1, gq, hp * B, hq * B, H,
+                                              kr)  # fmt: skip
+                        else:
+                            rnn_forward_step(Gv, hv, TB, TB1, gq, hq * B, H, kr, act)
+                if k < B:  # padded columns (also those computed in [k, kr)) carry their state
                     _carry(hv, H, TB1, hp * B, hq * B, k, B)
                     if cell == CELL_LSTM:
                         _carry(cv, H, TB1, hp * B, hq * B, k, B)
-                    if k == 0:
-                        continue
-                if cell == CELL_GRU:
-                    mm(0, 2 * H, k, H, W[w_hh:], H, hv[hp * B :], TB1, 1.0, Gv[gq:], TB)
-                    mm(0, H, k, H, W[w_hh + 2 * H * H :], H, hv[hp * B :], TB1, 1.0, HNv[gq:], TB)
-                    gru_forward_step(Gv, HNv, hv, TB, TB1, gq, hp * B, hq * B, H, k)
-                else:
-                    mm(0, GH, k, H, W[w_hh:], H, hv[hp * B :], TB1, 1.0, Gv[gq:], TB)
-                    if cell == CELL_LSTM:
-                        lstm_forward_step(Gv, TCv, hv, cv, TB, TB1, gq, hp * B, hq * B, H, k)
-                    else:
-                        rnn_forward_step(Gv, hv, TB, TB1, gq, hq * B, H, k, act)
 
 
 @njit(cache=True, error_model="numpy")
@@ -356,6 +376,7 @@ def backward_layers(
 ):
     TB, TB1 = T * B, (T + 1) * B
     dG, dHN, dO_below, dh, dc, acc, db, WT, Z, dWc = work
+    keep = np.empty(2 * 16 * H, W.dtype)  # dh, dc of a step's computed padded columns
     for l in range(L - 1, -1, -1):
         for d in range(D):
             ld = l * D + d
@@ -384,29 +405,40 @@ def backward_layers(
                 hq = t + 1 if d == 0 else t  # block of h_t
                 gq = t * B
                 k = live_columns(lens, t, B)
-                if k < B:  # padded columns: dh (dc) passes through, no gate gradients
+                kr = step_columns(k, B)
+                if k < B:  # padded columns: dh (dc) passes through, plus the gradient at
+                    #        their carried output; kept aside while [k, kr) is computed
                     for r in range(H):
                         for b in range(k, B):
                             dh[r * B + b] += dOv[r * TB + gq + b]
+                    _copy_columns(dh, k, keep, 0, H, B, 16, kr - k)
+                    if cell == CELL_LSTM:
+                        _copy_columns(dc, k, keep, 16 * H, H, B, 16, kr - k)
+                if kr > 0:
+                    if cell == CELL_GRU:
+                        gru_backward_step(Gv, HNv, hv, dGv, dHNv, dOv, dh, TB, TB1, gq, hp * B,
+                                          H, kr, B)  # fmt: skip
+                    elif cell == CELL_LSTM:
+                        lstm_backward_step(Gv, TCv, cv, dGv, dOv, dh, dc, TB, TB1, gq, hp * B, H,
+                                           kr, B)  # fmt: skip
+                    else:
+                        rnn_backward_step(hv, dGv, dOv, dh, TB, TB1, gq, hq * B, H, kr, B, act)
+                if k < B:  # no gate gradients from padded columns
                     for r in range(GH):
                         dGv[r * TB + gq + k : r * TB + gq + B] = 0
                     if cell == CELL_GRU:
                         for r in range(H):
                             dHNv[r * TB + gq + k : r * TB + gq + B] = 0
-                    if k == 0:
-                        continue
-                if cell == CELL_GRU:
-                    gru_backward_step(Gv, HNv, hv, dGv, dHNv, dOv, dh, TB, TB1, gq, hp * B, H, k,
-                                      B)  # fmt: skip
-                    mm(0, H, k, 2 * H, WT, GH, dGv[gq:], TB, 1.0, dh, B)
-                    mm(0, H, k, H, WT[2 * H :], GH, dHNv[gq:], TB, 1.0, dh, B)
-                else:
-                    if cell == CELL_LSTM:
-                        lstm_backward_step(Gv, TCv, cv, dGv, dOv, dh, dc, TB, TB1, gq, hp * B, H, k,
-                                           B)  # fmt: skip
+                if kr > 0:
+                    if cell == CELL_GRU:
+                        mm(0, H, kr, 2 * H, WT, GH, dGv[gq:], TB, 1.0, dh, B)
+                        mm(0, H, kr, H, WT[2 * H :], GH, dHNv[gq:], TB, 1.0, dh, B)
                     else:
-                        rnn_backward_step(hv, dGv, dOv, dh, TB, TB1, gq, hq * B, H, k, B, act)
-                    mm(0, H, k, GH, WT, GH, dGv[gq:], TB, 0.0, dh, B)
+                        mm(0, H, kr, GH, WT, GH, dGv[gq:], TB, 0.0, dh, B)
+                if k < B:
+                    _copy_columns(keep, 0, dh, k, H, 16, B, kr - k)
+                    if cell == CELL_LSTM:
+                        _copy_columns(keep, 16 * H, dc, k, H, 16, B, kr - k)
             transpose(dh, 0, B, dh0.reshape(dh0.size), s0, H, H, B)
             if cell == CELL_LSTM:
                 transpose(dc, 0, B, dc0.reshape(dc0.size), s0, H, H, B)
