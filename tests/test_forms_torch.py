@@ -122,6 +122,11 @@ def make_case(name: str) -> Case:
         cfg = _sequences(cell="lstm", hidden_size=5, num_layers=2, bidirectional=True,
                          batch_size=8, epochs=2, optimizer="adam", lr=0.05)  # fmt: skip
         return Case(cfg, (x, y, _lengths(rng, 24, 7)))
+    if name == "lengths-dense-seq-classes-lstm-wide-batch":  # 40 columns: several step widths
+        x, y = _dense(rng, 80, 9, 3), _classes(rng, 80, 4)
+        cfg = _sequences(cell="lstm", hidden_size=6, batch_size=40, epochs=2, optimizer="adam",
+                         lr=0.05)  # fmt: skip
+        return Case(cfg, (x, y, _lengths(rng, 80, 9)))
     if name == "lengths-dense-step-reals2-gru-sgd":
         x, y = _dense(rng, 20, 6, 2), rng.normal(0.0, 1.0, (20, 6, 2))
         cfg = _sequences(cell="gru", hidden_size=6, batch_size=5, epochs=1, optimizer="sgd",
@@ -167,6 +172,7 @@ CASES = [
     "lengths-dense-step-reals2-gru-sgd",
     "lengths-embed-step-classes-rnn-bi-rmsprop",
     "lengths-onehot-seq-classes-gru-adagrad",
+    "lengths-dense-seq-classes-lstm-wide-batch",
 ]
 
 

@@ -248,3 +248,37 @@ def test_batch_first_shapes_are_checked():
         rnnfast.backward("lstm", params, cache, np.zeros((4, 2, 5), np.float32))
     with pytest.raises(ValueError, match="batch_first: expected True or False"):
         rnnfast.forward("lstm", params, x, batch_first="yes")
+
+
+@pytest.mark.parametrize("nchunks", [1, 2])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_wide_batches_match_the_reference(cell, nchunks):
+    """Batches wider than the 16-column step width: each step computes its live columns
+    rounded up to 16 and puts the padded ones among them right afterwards."""
+    import rnnfast.cpu as cpu
+
+    T, B = 9, 41
+    params, x, dout = _case(cell, 2, True, T, B, seed=7)
+    rng = np.random.default_rng(8)
+    lengths = rng.integers(1, T + 1, B)
+    lengths[:3] = 1, T, 4
+    spec = infer_spec(cell, params)
+    h0 = rng.standard_normal((4, B, 5))
+    c0 = rng.standard_normal((4, B, 5)) if cell == "lstm" else None
+    dh = rng.standard_normal((4, B, 5))
+    dc = rng.standard_normal((4, B, 5)) if cell == "lstm" else None
+    out, h_n, c_n, data = cpu.forward(spec, "tanh", params, x, h0, c0, lengths, False,
+                                      nchunks=nchunks)  # fmt: skip
+    grads = cpu.backward(spec, "tanh", params, data, dout, dh, dc)
+    state0 = (h0, c0) if cell == "lstm" else h0
+    r_out, r_state, cache = rnnfast.forward(cell, params, x, state0, backend="reference",
+                                            lengths=lengths)  # fmt: skip
+    r_grads = rnnfast.backward(cell, params, cache, dout, (dh, dc) if cell == "lstm" else dh,
+                               backend="reference")  # fmt: skip
+    np.testing.assert_allclose(out, r_out, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(h_n, r_state[0] if cell == "lstm" else r_state, rtol=1e-10,
+                               atol=1e-12)  # fmt: skip
+    if cell == "lstm":
+        np.testing.assert_allclose(c_n, r_state[1], rtol=1e-10, atol=1e-12)
+    for k, v in r_grads.items():
+        np.testing.assert_allclose(grads[k], v, rtol=1e-9, atol=1e-11, err_msg=k)
