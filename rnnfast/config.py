@@ -83,6 +83,10 @@ def check_value(key: str, kind: str, extra: Any, value: object) -> Any:
         get_task(value)  # raises ValueError for an unknown name or a plug-in that fails
         return value
     if kind == "choice":
+        # a command line (and TOML) reads `true` as a boolean: for a choice of strings it is
+        # the option spelled so ("truncation=true")
+        if isinstance(value, bool) and str(value).lower() in extra:
+            return str(value).lower()
         if not isinstance(value, str) or value not in extra:
             raise _fail(key, f"one of {list(extra)}", value)
         return value

@@ -257,3 +257,17 @@ def test_mnist_data_dir_without_the_files(tmp_path):
     assert str(empty) in msg
     assert "rnnfast data mnist" in msg
     assert re.search(r"train-images-idx3-ubyte", msg)
+
+
+@pytest.mark.parametrize("value", [True, "true"])
+def test_a_choice_spelled_like_a_boolean_is_that_option(value):
+    """`truncation=true` on the command line (or unquoted in TOML) is read as a boolean; for a
+    choice of strings it means the option "true"."""
+    from rnnfast.config import parse_assignments
+
+    given = parse_assignments(["truncation=true"]) if value is True else {"truncation": value}
+    assert given == {"truncation": value}
+    assert resolve({**DEP, **given})["truncation"] == "true"
+    with pytest.raises(ValueError, match=r"^cell: expected one of \['rnn', 'lstm', 'gru'\], "
+                                         r"got True$"):  # fmt: skip
+        resolve({**DEP, "cell": True})
