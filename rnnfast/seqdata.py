@@ -118,16 +118,18 @@ class Split:
 
     def batches(self, order: np.ndarray, count: int | None = None) -> np.ndarray:
         """order (U, B) with each row sorted by descending length (stable), as int64. The
-        entries from flat index `count` on (eval_order's padding of a short last batch) stay
-        at the end of their row, where the loops expect them."""
-        order = np.ascontiguousarray(order, np.int64)
+        entries from flat index `count` on (eval_order's padding of a short last batch)
+        become copies of their batch's shortest sequence: after the sort they stay at the
+        end of the row, where the loops expect them, and the row stays in length order."""
+        order = np.array(order, np.int64)  # a copy: the padding may be rewritten
         if self.lengths is None:
             return order
-        key = -self.lengths[order]
-        if count is not None:
-            padding = np.arange(order.size).reshape(order.shape) >= count
-            key = np.where(padding, 1, key)  # after every real length (all are >= 1)
-        rank = np.argsort(key, axis=1, kind="stable")
+        if count is not None and count < order.size:
+            flat = order.reshape(-1)
+            first = count - count % order.shape[1]  # the short batch's first entry
+            real = flat[first:count]
+            flat[count:] = real[np.argmin(self.lengths[real])]
+        rank = np.argsort(-self.lengths[order], axis=1, kind="stable")
         return np.ascontiguousarray(np.take_along_axis(order, rank, axis=1))
 
     def data(self, form: Form, dtype, order: np.ndarray | None = None,
