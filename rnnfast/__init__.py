@@ -18,6 +18,10 @@ def __getattr__(name: str):
         from rnnfast.tasks.text import sample  # noqa: PLC0415
 
         return sample
+    if name in ("load_model", "Model"):
+        from rnnfast import models  # noqa: PLC0415
+
+        return getattr(models, name)
     if name == "load_results":
         from rnnfast.store import load_results  # noqa: PLC0415
 
@@ -28,6 +32,7 @@ def __getattr__(name: str):
 __all__ = [
     "GRU",
     "LSTM",
+    "Model",
     "RNN",
     "Cache",
     "RecurrentLayer",
@@ -37,6 +42,7 @@ __all__ = [
     "forward",
     "from_packed",
     "init_params",
+    "load_model",
     "load_results",
     "pad_sequences",
     "sample",

@@ -1,4 +1,5 @@
-"""Command line: `rnnfast --version`, `demo`, `run one`, `data mnist`.
+"""Command line: `rnnfast --version`, `demo`, `run one`/`grid`, `ls`, `show`, `check`, `plot`,
+`store compact`, `export`, `evaluate`, `sample`, `data mnist`, `tasks`.
 
 Parsing only; the work is in the library.
 """
@@ -354,13 +355,9 @@ def run_grid(file: Path, results: Path | None, workers: int | None, threads: int
 
 def _results_dirs(path: Path) -> list[Path]:
     """path itself if it holds runs, else its subdirectories that do."""
+    from rnnfast.store import results_dirs  # noqa: PLC0415
 
-    def holds(p: Path) -> bool:
-        return (p / "runs").is_dir() or any(p.glob("compact-*.parquet"))
-
-    if holds(path):
-        return [path]
-    return sorted(p for p in path.iterdir() if p.is_dir() and holds(p)) if path.is_dir() else []
+    return results_dirs(path)
 
 
 @main.command("ls")
@@ -405,23 +402,13 @@ def show(run_id: str, results: Path) -> None:
 
     rnnfast show 3f2a9c --results results/dependency-r2rt-5x4
     """
-    from rnnfast.store import read_run  # noqa: PLC0415
+    from rnnfast.store import find_run  # noqa: PLC0415
 
-    found = []
-    for d in _results_dirs(results):
-        try:
-            found.append(read_run(d, run_id))
-        except ValueError as err:
-            if "ambiguous" in str(err):  # several runs in d: say so, with their ids
-                raise InputError(str(err)) from None
-            continue
-    if len(found) != 1:
-        what = "no run" if not found else "several runs"
-        raise InputError(f"run_id: {what} matching {run_id!r} under {results}")
-    record, curves = found[0]
-    from dataclasses import asdict  # noqa: PLC0415
-
-    click.echo(json.dumps(asdict(record), indent=2, default=str))
+    try:
+        _, record, curves = find_run(results, run_id)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    click.echo(json.dumps(record.as_dict(), indent=2, default=str))
     if not curves.empty:
         click.echo("curve:")
         for metric, rows in curves.groupby("metric", observed=True):
@@ -500,3 +487,93 @@ def store_compact(directory: Path) -> None:
 
     path = compact(directory)
     click.echo(f"compacted into {path}" if path else "nothing to compact")
+
+
+# ---------------------------------------------------------------- trained models
+
+_RESULTS = click.option("--results", type=click.Path(file_okay=False, path_type=Path),
+                        default="results", show_default=True,
+                        help="A results directory, or a directory of them.")  # fmt: skip
+
+
+def _model(results: Path, run_id: str):
+    from rnnfast.models import load_model  # noqa: PLC0415
+
+    try:
+        return load_model(results, run_id)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+
+
+@main.command("export")
+@click.argument("run_id")
+@_RESULTS
+@click.option("--format", "fmt", type=click.Choice(["npz", "torch"]), default="npz",
+              show_default=True,
+              help="npz: parameter arrays by name plus rnnfast.json; torch: a state dict for "
+              "torch.load(FILE, weights_only=True).")  # fmt: skip
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The file to write.")  # fmt: skip
+def export_cmd(run_id: str, results: Path, fmt: str, output: Path) -> None:
+    """Write a run's trained model to a file.
+
+    rnnfast export 3f2a9c --results results/mnist-rows --format torch -o lstm.pt
+    """
+    from rnnfast.models import export  # noqa: PLC0415
+
+    model = _model(results, run_id)
+    try:
+        path = export(model, output, fmt)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    except RuntimeError as err:  # no torch
+        raise click.ClickException(str(err)) from None
+    except OSError as err:
+        raise InputError(f"{output}: {err.strerror or err}") from None
+    click.echo(f"wrote {path}")
+
+
+@main.command("evaluate")
+@click.argument("run_id")
+@_RESULTS
+@click.option("--data", "data", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Data of the form the run trained on, read as its task reads "
+              "`data`.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
+def evaluate_cmd(run_id: str, results: Path, data: Path, as_json: bool) -> None:
+    """Compute a run's task metrics (loss; accuracy for classes) of its model on other data.
+
+    rnnfast evaluate 3f2a9c --results results/vowels --data test.ts
+    """
+    model = _model(results, run_id)
+    try:
+        metrics = model.evaluate(data)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    if as_json:
+        click.echo(json.dumps(metrics))
+    else:
+        for key, value in metrics.items():
+            click.echo(f"{key}: {value:.6g}" if isinstance(value, float) else f"{key}: {value}")
+
+
+@main.command("sample")
+@click.argument("run_id")
+@_RESULTS
+@click.option("--prime", default="", help="Text to start from (characters of the run's text).")
+@click.option("--length", type=click.IntRange(min=0), default=200, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, help="Lower: more conservative.")  # fmt: skip
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+def sample_cmd(run_id: str, results: Path, prime: str, length: int, temperature: float,
+               seed: int) -> None:  # fmt: skip
+    """Generate text from a character-level text run (the same seed gives the same text).
+
+    rnnfast sample 3f2a9c --results results/shakespeare --prime "ROMEO:" --length 300
+    """
+    model = _model(results, run_id)
+    try:
+        text = model.sample(prime, length, temperature, seed)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    click.echo(prime + text)

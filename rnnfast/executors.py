@@ -46,10 +46,10 @@ def _now() -> str:
 def execute(task: Task):
     """Train one run; never raises for a failing run. Returns (RunRecord, curves or None)."""
     from rnnfast.provenance import collect, data_files  # noqa: PLC0415
-    from rnnfast.store import RunRecord  # noqa: PLC0415
+    from rnnfast.store import RunRecord, model_of  # noqa: PLC0415
 
     started, t0 = _now(), perf_counter()
-    curves, final, error, status, compile_time = None, {}, "", "failed", None
+    curves, final, error, status, compile_time, model = None, {}, "", "failed", None, None
     with thread_limits(task.threads):
         try:
             from rnnfast.training import train  # noqa: PLC0415
@@ -58,6 +58,7 @@ def execute(task: Task):
             curves, final, status = result.curves, result.final, result.status
             error = result.message
             compile_time = result.info.get("compile_time")
+            model = model_of(result)
         except Exception:  # a failing run is a result, not a crash of the grid
             error = traceback.format_exc()
         provenance = collect(task.threads)
@@ -66,7 +67,7 @@ def execute(task: Task):
     record = RunRecord(
         run_id=task.run_id, grid=task.grid, config=task.config, point=task.point or {},
         status=status, error=error, final=final, provenance=provenance, started=started,
-        finished=_now(), wall_time=perf_counter() - t0, compile_time=compile_time,
+        finished=_now(), wall_time=perf_counter() - t0, compile_time=compile_time, model=model,
     )  # fmt: skip
     return record, curves
 
@@ -171,7 +172,7 @@ def run_cuda(tasks: Iterable[Task], on_done: OnDone) -> None:
     from rnnfast.cuda import device_name  # noqa: PLC0415
     from rnnfast.cuda.training import group_key, train_group  # noqa: PLC0415
     from rnnfast.provenance import collect  # noqa: PLC0415
-    from rnnfast.store import RunRecord  # noqa: PLC0415
+    from rnnfast.store import RunRecord, model_of  # noqa: PLC0415
 
     groups: dict[tuple, list[Task]] = {}
     for task in tasks:
@@ -194,6 +195,7 @@ def run_cuda(tasks: Iterable[Task], on_done: OnDone) -> None:
                 final=res.final if res else {}, provenance=provenance, started=started,
                 finished=_now(), wall_time=wall,
                 compile_time=res.info.get("compile_time") if res else None,
+                model=model_of(res) if res else None,
             )  # fmt: skip
             on_done(record, res.curves if res else None)
 

@@ -5,6 +5,9 @@ collect() returns a flat, JSON-serialisable dict (only "thread_env" and "blas" n
     rnnfast, git_commit, git_dirty            the package version; the commit and dirty flag
                                               of the git checkout holding the package (None
                                               when it is not in one, or git is missing/slow)
+    source_sha256                             SHA-256 of the package's .py sources (each
+                                              relative path and content, sorted): which code
+                                              made a run, also after a non-editable install
     python, numpy, numba, scipy, pandas, pyarrow, numba_cuda   versions (None if absent)
     os, platform, machine, hostname
     cpu, cpu_count, cpu_affinity              CPU model, logical cores, cores this process may use
@@ -62,6 +65,19 @@ def git_info(package_dir: Path) -> tuple[str | None, bool | None]:
         return None, None
     status = _run(["git", "status", "--porcelain"], cwd=package_dir)
     return commit.strip(), (None if status is None else bool(status.strip()))
+
+
+@functools.lru_cache(maxsize=1)
+def source_sha256(package_dir: Path = _PACKAGE_DIR) -> str | None:
+    """SHA-256 over the package's .py files (relative path and bytes, in sorted order)."""
+    h = hashlib.sha256()
+    try:
+        for path in sorted(package_dir.rglob("*.py")):
+            h.update(path.relative_to(package_dir).as_posix().encode() + b"\0")
+            h.update(hashlib.sha256(path.read_bytes()).digest())
+    except OSError:
+        return None
+    return h.hexdigest()
 
 
 @functools.lru_cache(maxsize=1)
@@ -145,6 +161,7 @@ def collect(threads: int | None = None) -> dict[str, Any]:
         "rnnfast": __version__,
         "git_commit": commit,
         "git_dirty": dirty,
+        "source_sha256": source_sha256(),
         "python": platform.python_version(),
         **_versions(),
         "os": platform.system(),

@@ -252,6 +252,7 @@ def steps(setup: RunSetup, compile_time: float, progress, t_start: float):
     final["loss"] = float(np.mean(losses_all[-100:]))
     final["updates"] = int(step)
     info = {"updates_per_epoch": upe, "batch_size_effective": setup.B,
-            "compile_time": compile_time, "backend": cfg["backend"], **td.info}  # fmt: skip
+            "compile_time": compile_time, "backend": cfg["backend"],
+            "form": dataclasses.asdict(setup.form), **td.info}  # fmt: skip
     return TrainResult(cfg, curves, final, setup.params(), status, message,
                        time.perf_counter() - t_start, info, dict(td.artifacts))  # fmt: skip

@@ -3,9 +3,10 @@
 Layout of a results directory DIR:
 
     DIR/runs/<run_id>.parquet            one run (write_run)
+    DIR/models/<run_id>.npz              its trained model, when its status is "ok"
     DIR/compact-<UTC time>-<hex>.parquet many runs (compact)
     DIR/runs/.<run_id>.<pid>.<hex>.tmp   temporaries: never read; stale ones are removed
-    DIR/.compact-<...>.<pid>.<hex>.tmp
+    DIR/.compact-<...>.<pid>.<hex>.tmp   (and DIR/models/.<run_id>...tmp)
 
 A run file holds the curve in long form, columns step (int64), epoch (int64), metric (string),
 value (float64) -- no rows for a run that failed before its first update -- and in the Parquet
@@ -15,6 +16,16 @@ the same four; its metadata holds b"rnnfast.format", b"rnnfast.generation" (one 
 largest generation among the compacted files it merged) and b"rnnfast.runs.zlib", the
 zlib-compressed JSON list of the records (provenance repeats from run to run, and Parquet
 metadata is stored uncompressed).
+
+A model file is an uncompressed .npz (read with allow_pickle=False, no pickle anywhere): one
+array per parameter under its name in the run's params -- PyTorch's state-dict keys of the
+recurrent layers (weight_ih_l0, ...), "head.weight", "head.bias", "embedding.weight" -- one
+array "artifact.<name>" per array-valued artifact, and "rnnfast.json", a 0-d unicode array
+holding JSON: {"format", "run_id", "rnnfast", "config", "form" (the data form the run trained
+on, rnnfast.seqdata.Form's fields), "artifacts" (the JSON-valued ones, e.g. a vocabulary)}.
+It is written before the run file (a run file saying "ok" has its model unless the run was
+stored by an rnnfast without models) and removed when the run is stored again without one.
+Compaction leaves models/ alone: a model belongs to the run id, wherever its record is.
 
 Writes go to a temporary in the same directory, are fsynced, os.replace'd into place, and the
 directory is fsynced: a reader sees the old file or the new one, a crash leaves at most a
@@ -45,7 +56,7 @@ import warnings
 import zlib
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,6 +73,10 @@ RUN_KEY = b"rnnfast.run"
 RUNS_KEY = b"rnnfast.runs.zlib"
 GEN_KEY = b"rnnfast.generation"
 STATUSES = ("ok", "failed", "diverged")
+MODELS = "models"  # DIR/models/<run_id>.npz
+MODEL_FORMAT = 1
+MODEL_META = "rnnfast.json"
+ARTIFACT = "artifact."
 STALE_SECONDS = 600.0  # a temporary this old belongs to a writer that died
 ROW_GROUP_ROWS = 1 << 17
 CURVE_SCHEMA = pa.schema(
@@ -91,9 +106,15 @@ class RunRecord:
     finished: str = ""
     wall_time: float = 0.0  # seconds
     compile_time: float | None = None  # seconds
+    # the trained model on its way to the store (model_of()); not part of the JSON record
+    model: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), default=_json_default)
+        return json.dumps(self.as_dict(), default=_json_default)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The stored record (every field but model)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunRecord":
@@ -166,7 +187,7 @@ def clean_stale(results_dir: str | Path, older_than: float = STALE_SECONDS) -> i
     """Remove temporaries older than older_than seconds (left by killed writers); the count."""
     d = Path(results_dir)
     cutoff, n = time.time() - older_than, 0
-    for p in [*d.glob(".*.tmp"), *(d / "runs").glob(".*.tmp")]:
+    for p in [*d.glob(".*.tmp"), *(d / "runs").glob(".*.tmp"), *(d / MODELS).glob(".*.tmp")]:
         try:
             if p.stat().st_mtime < cutoff:
                 p.unlink()
@@ -191,10 +212,88 @@ def write_run(results_dir: str | Path, record: RunRecord, curves: pd.DataFrame |
         _cleaned.add(runs_dir)
         clean_stale(results_dir)
     final = runs_dir / f"{record.run_id}.parquet"
+    model_path = Path(results_dir) / MODELS / f"{record.run_id}.npz"
+    if record.model is not None and record.status == "ok":
+        arrays = model_arrays(record.run_id, record.config, **record.model)
+        model_path.parent.mkdir(exist_ok=True)
+        _atomic_write(model_path, record.run_id, lambda f: np.savez(f, **arrays))
     _atomic_write(
         final, record.run_id, lambda f: pq.write_table(table, f, write_page_checksum=True)
     )
+    if record.model is None or record.status != "ok":
+        model_path.unlink(missing_ok=True)  # an earlier run's model is not this run's
     return final
+
+
+# ---------------------------------------------------------------- models
+
+
+def model_of(result: Any) -> dict[str, Any] | None:
+    """RunRecord.model of a TrainResult (params, artifacts, the form in info["form"]), None
+    unless it finished ok."""
+    if getattr(result, "status", None) != "ok" or not getattr(result, "params", None):
+        return None
+    return {"params": result.params, "artifacts": dict(result.artifacts or {}),
+            "form": (result.info or {}).get("form")}  # fmt: skip
+
+
+def model_arrays(run_id: str, config: dict[str, Any], params: dict[str, np.ndarray],
+                 artifacts: dict[str, Any],
+                 form: dict[str, Any] | None) -> dict[str, np.ndarray]:  # fmt: skip
+    """The arrays of a model file (see the module docstring); also `rnnfast export --format
+    npz`'s."""
+    from rnnfast import __version__  # noqa: PLC0415
+
+    out = {}
+    for k, v in params.items():
+        if k == MODEL_META or k.startswith(ARTIFACT):
+            raise ValueError(f"params: {k!r} is a reserved name in a model file")
+        out[k] = np.ascontiguousarray(v)
+    plain = {}
+    for k, v in artifacts.items():
+        if isinstance(v, np.ndarray):
+            out[ARTIFACT + k] = np.ascontiguousarray(v)
+        else:
+            plain[k] = v
+    meta = {"format": MODEL_FORMAT, "run_id": run_id, "rnnfast": __version__, "config": config,
+            "form": form, "artifacts": plain}  # fmt: skip
+    out[MODEL_META] = np.array(json.dumps(meta, default=_json_default))
+    return out
+
+
+def read_model_file(path: str | Path) -> dict[str, Any]:
+    """{"params", "artifacts", "form", "config", "run_id", "rnnfast"} of a model file;
+    ValueError (one line naming the file) if it is not one or cannot be read."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if MODEL_META not in f.files:
+                raise ValueError("not an rnnfast model file (no rnnfast.json)")
+            meta = json.loads(str(f[MODEL_META][()]))
+            if int(meta.get("format", 0)) > MODEL_FORMAT:
+                raise ValueError(f"model format {meta['format']} is newer than this rnnfast's "
+                                 f"({MODEL_FORMAT})")  # fmt: skip
+            params = {k: f[k] for k in f.files if k != MODEL_META and not k.startswith(ARTIFACT)}
+            arts = {k[len(ARTIFACT) :]: f[k] for k in f.files if k.startswith(ARTIFACT)}
+    except (OSError, EOFError, KeyError, TypeError, zlib.error, json.JSONDecodeError,
+            ValueError) as e:  # fmt: skip
+        raise ValueError(f"{path}: cannot read the model ({str(e).splitlines()[0]})") from None
+    except Exception as e:  # noqa: BLE001 - zipfile.BadZipFile and kin: a damaged file
+        raise ValueError(f"{path}: cannot read the model ({type(e).__name__}: {e})") from None
+    return {"params": params, "artifacts": {**meta.get("artifacts", {}), **arts},
+            "form": meta.get("form"), "config": meta.get("config"),
+            "run_id": meta.get("run_id"), "rnnfast": meta.get("rnnfast")}  # fmt: skip
+
+
+def model_path(results_dir: str | Path, run_id: str) -> Path:
+    return Path(results_dir) / MODELS / f"{run_id}.npz"
+
+
+def read_model(results_dir: str | Path, run_id: str) -> dict[str, Any] | None:
+    """The stored model of a run (as read_model_file), None when it has none."""
+    path = model_path(results_dir, run_id)
+    if not path.is_file():
+        return None
+    return read_model_file(path)
 
 
 # ---------------------------------------------------------------- scanning (metadata only)
@@ -445,6 +544,37 @@ def load_results(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     records = sorted((c.record for rid, c in winners.items() if rid not in bad),
                      key=lambda r: (r.get("started") or "~", r["run_id"]))  # fmt: skip
     return _runs_frame(records), table.to_pandas()
+
+
+def results_dirs(path: str | Path) -> list[Path]:
+    """path itself if it holds runs, else its subdirectories that do."""
+    path = Path(path)
+
+    def holds(p: Path) -> bool:
+        return (p / "runs").is_dir() or any(p.glob("compact-*.parquet"))
+
+    if holds(path):
+        return [path]
+    return sorted(p for p in path.iterdir() if p.is_dir() and holds(p)) if path.is_dir() else []
+
+
+def find_run(path: str | Path, run_id: str) -> tuple[Path, RunRecord, pd.DataFrame]:
+    """(results directory, record, curve) of the one run whose id is or starts with run_id in
+    path, a results directory or a directory of them; ValueError (one line: none, or the
+    candidates when several match) otherwise."""
+    found = []
+    for d in results_dirs(path):
+        try:
+            found.append((d, *read_run(d, run_id)))
+        except ValueError as err:
+            if "ambiguous" in str(err):  # several runs in d: say so, with their ids
+                raise
+    if not found:
+        raise ValueError(f"run_id: no run matching {run_id!r} under {path}")
+    if len(found) > 1:
+        where = ", ".join(f"{r.run_id} in {d}" for d, r, _ in found)
+        raise ValueError(f"run_id: {run_id!r} is ambiguous under {path}: {where}")
+    return found[0]
 
 
 def read_run(results_dir: str | Path, run_id: str) -> tuple[RunRecord, pd.DataFrame]:

@@ -14,6 +14,7 @@ from rnnfast import provenance
 
 KEYS = {
     "rnnfast": str, "git_commit": (str, type(None)), "git_dirty": (bool, type(None)),
+    "source_sha256": (str, type(None)),
     "python": str, "numpy": str, "numba": str, "scipy": str, "pandas": str,
     "pyarrow": (str, type(None)), "numba_cuda": (str, type(None)), "os": str, "platform": str,
     "machine": str, "hostname": str, "cpu": (str, type(None)), "cpu_count": (int, type(None)),
@@ -29,6 +30,7 @@ def test_keys_and_types():
     for k, t in KEYS.items():
         assert isinstance(p[k], t), (k, p[k])
     assert p["rnnfast"] == rnnfast.__version__
+    assert len(p["source_sha256"]) == 64
     json.dumps(p)  # stored as JSON in every run file
     assert all(isinstance(v, str) for v in p["thread_env"].values())
 
