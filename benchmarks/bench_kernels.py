@@ -53,17 +53,19 @@ BACKENDS = ("cpu", "reference")  # rnnfast.api.BACKENDS, without importing rnnfa
 TORCH_CLASSES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 
 
-def parse_shapes(tokens: list[str] | None) -> list[tuple[str, int, int, int, int]]:
+def parse_shapes(tokens: list[str] | None,
+                 defaults: list | None = None) -> list[tuple[str, int, int, int, int]]:  # fmt: skip
     """Each token is a cell name (all default shapes of that cell) or cell:T:B:I:H."""
+    defaults = SHAPES if defaults is None else defaults
     if not tokens:
-        return list(SHAPES)
+        return list(defaults)
     shapes = []
     for token in tokens:
         parts = token.split(":")
         if parts[0] not in CELLS or len(parts) not in (1, 5):
             raise SystemExit(f"--shapes: expected a cell {CELLS} or cell:T:B:I:H, got {token!r}")
         if len(parts) == 1:
-            shapes += [s for s in SHAPES if s[0] == parts[0] and s not in shapes]
+            shapes += [s for s in defaults if s[0] == parts[0] and s not in shapes]
             continue
         try:
             dims = tuple(int(p) for p in parts[1:])

@@ -38,7 +38,7 @@ import time
 # Workers are spawned processes that re-import this file (as __mp_main__): keep the imports
 # at the top light; each framework is imported inside its own worker's setup/build.
 import _harness
-from bench_kernels import TORCH_CLASSES, format_load, setup_rnnfast, setup_torch
+from bench_kernels import TORCH_CLASSES, format_load, parse_shapes, setup_rnnfast, setup_torch
 
 SHAPES = [
     ("lstm", 100, 64, 32, 100),
@@ -53,28 +53,6 @@ COLUMNS = {  # workload -> table heading
     "torch-packed": "torch packed (ms)",
     "torch-padded": "torch padded (ms)",
 }
-
-
-def parse_shapes(tokens: list[str] | None) -> list[tuple[str, int, int, int, int]]:
-    """Each token is a cell name (its default shape) or cell:T:B:I:H."""
-    if not tokens:
-        return list(SHAPES)
-    shapes = []
-    for token in tokens:
-        parts = token.split(":")
-        if parts[0] not in CELLS or len(parts) not in (1, 5):
-            raise SystemExit(f"--shapes: expected a cell {CELLS} or cell:T:B:I:H, got {token!r}")
-        if len(parts) == 1:
-            shapes += [s for s in SHAPES if s[0] == parts[0] and s not in shapes]
-            continue
-        try:
-            dims = tuple(int(p) for p in parts[1:])
-        except ValueError:
-            raise SystemExit(f"--shapes: T, B, I, H must be integers, got {token!r}") from None
-        if min(dims) < 1:
-            raise SystemExit(f"--shapes: T, B, I, H must be >= 1, got {token!r}")
-        shapes.append((parts[0], *dims))
-    return shapes
 
 
 # ---------------------------------------------------------------- workloads (run in workers)
@@ -280,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.busy < 0:
         parser.error("--busy must be >= 0")
     args.rounds = min(args.rounds, args.repeats)
-    shapes = parse_shapes(args.shapes)
+    shapes = parse_shapes(args.shapes, SHAPES)
 
     torch_threads = None
     if args.no_torch:
