@@ -7,6 +7,7 @@ validated config or raises ValueError naming the key, the expected and the given
 
 import difflib
 import math
+import re
 from typing import Any
 
 from rnnfast.optim import OPTIMIZERS, make_optimizer
@@ -37,6 +38,8 @@ _COMMON: dict[str, tuple[str, Any]] = {
     "dtype": ("choice", ("float32", "float64")),
     "backend": ("choice", ("cpu", "cuda")),
     "threads": ("int_or_none", 1),
+    # not part of a run's identity (rnnfast.grid.NON_IDENTITY_KEYS): see rnnfast.checkpoint
+    "checkpoint_every": ("checkpoint_every", None),
 }
 
 # defaults of common keys no task sets
@@ -45,6 +48,7 @@ _SHARED_DEFAULTS: dict[str, Any] = {
     "dtype": "float32",
     "backend": "cpu",
     "threads": None,
+    "checkpoint_every": "epoch",
     "cell": "lstm",
     "nonlinearity": "tanh",
     "hidden_size": 64,
@@ -58,6 +62,33 @@ _SHARED_DEFAULTS: dict[str, Any] = {
     "epochs": 10,
 }
 _OPTIMIZER_KEYS = ("momentum", "beta1", "beta2", "eps", "alpha", "initial_accumulator")
+
+
+EPOCH_MIN_SECONDS = 60.0  # checkpoint_every = "epoch": at most one checkpoint a minute
+_SECONDS = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*s")
+
+
+def parse_every(value: object) -> tuple[str, float]:
+    """checkpoint_every -> ("updates", N) | ("epoch", 60) | ("seconds", S) | ("never", 0):
+    a number of updates (0: never), "epoch" (every epoch, at most once a minute), seconds
+    such as "60s", or "never"; ValueError (one line, expected versus given) for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return ("updates", float(value)) if value else ("never", 0.0)
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in ("epoch", "never"):
+            return low, EPOCH_MIN_SECONDS if low == "epoch" else 0.0
+        if (m := _SECONDS.fullmatch(low)) and math.isfinite(sec := float(m.group(1))):
+            return ("seconds", sec) if sec > 0 else ("never", 0.0)
+    raise _fail("checkpoint_every", "a number of updates >= 0, 'epoch', seconds such as '60s', "
+                "or 'never'", value)  # fmt: skip
+
+
+def _normalise_every(value: object) -> int | str:
+    kind, amount = parse_every(value)
+    if kind == "updates":
+        return int(amount)
+    return f"{amount:g}s" if kind == "seconds" else kind
 
 
 def schema(task: str) -> dict[str, tuple[str, Any]]:
@@ -90,6 +121,8 @@ def check_value(key: str, kind: str, extra: Any, value: object) -> Any:
         if not isinstance(value, str) or value not in extra:
             raise _fail(key, f"one of {list(extra)}", value)
         return value
+    if kind == "checkpoint_every":
+        return _normalise_every(value)
     if kind == "bool":
         if not isinstance(value, bool):
             raise _fail(key, "true or false", value)

@@ -37,6 +37,8 @@ class Task:
     grid: str | None = None
     point: dict[str, Any] | None = None
     threads: int | None = None
+    # the results directory to checkpoint to and resume from (rnnfast.checkpoint); None: no
+    checkpoints: str | None = None
 
 
 def _now() -> str:
@@ -44,13 +46,17 @@ def _now() -> str:
 
 
 def execute(task: Task):
-    """Train one run; never raises for a failing run. Returns (RunRecord, curves or None)."""
+    """Train one run; never raises for a failing run. Returns (RunRecord, curves or None).
+
+    With task.checkpoints (a results directory) the run checkpoints to and resumes from
+    DIR/checkpoints/<run_id>.npz (rnnfast.checkpoint; the CPU backend)."""
     from rnnfast.provenance import collect, data_files  # noqa: PLC0415
     from rnnfast.store import RunRecord, model_of  # noqa: PLC0415
 
     started, t0 = _now(), perf_counter()
     curves, final, error, status, compile_time, model = None, {}, "", "failed", None, None
-    with thread_limits(task.threads):
+    resumed = None
+    with thread_limits(task.threads), _checkpoint_session(task):
         try:
             from rnnfast.training import train  # noqa: PLC0415
 
@@ -58,10 +64,13 @@ def execute(task: Task):
             curves, final, status = result.curves, result.final, result.status
             error = result.message
             compile_time = result.info.get("compile_time")
+            resumed = result.info.get("resumed")
             model = model_of(result)
         except Exception:  # a failing run is a result, not a crash of the grid
             error = traceback.format_exc()
         provenance = collect(task.threads)
+        if resumed:
+            provenance["resumed"] = resumed
         if files := data_files(task.config):
             provenance["data"] = files
     record = RunRecord(
@@ -70,6 +79,14 @@ def execute(task: Task):
         finished=_now(), wall_time=perf_counter() - t0, compile_time=compile_time, model=model,
     )  # fmt: skip
     return record, curves
+
+
+def _checkpoint_session(task: Task):
+    if task.checkpoints is None:
+        return contextlib.nullcontext()
+    from rnnfast.checkpoint import session  # noqa: PLC0415
+
+    return session(task.checkpoints, task.run_id)
 
 
 @contextlib.contextmanager

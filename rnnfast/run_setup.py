@@ -174,7 +174,44 @@ def _metric_values(ev: Evaluation, loss_sum: float, correct: int, counted: int):
     return [(f"{ev.name}_{m}", values[m]) for m in ev.metrics]
 
 
-def steps(setup: RunSetup, compile_time: float, progress, t_start: float):
+class _Curve:
+    """The curve so far as lists of arrays (long form), and the losses of the epochs done."""
+
+    def __init__(self, resume=None) -> None:
+        self.step: list[np.ndarray] = []
+        self.epoch: list[np.ndarray] = []
+        self.metric: list[np.ndarray] = []
+        self.value: list[np.ndarray] = []
+        self.losses: list[np.ndarray] = []  # per epoch; final "loss" = mean of the last 100
+        if resume is not None:
+            for k, v in resume.curve.items():
+                getattr(self, k).append(v)
+            self.losses.append(resume.loss_tail)
+
+    def add(self, steps_, epoch, metric, value) -> None:
+        self.step.append(steps_)
+        self.epoch.append(epoch)
+        self.metric.append(metric)
+        self.value.append(value)
+
+    def snapshot(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """(curve arrays, last 100 losses); the lists become those (same values) so that
+        snapshots stay linear in the curve's length."""
+        out = {}
+        for k in ("step", "epoch", "metric", "value"):
+            parts = getattr(self, k)
+            if len(parts) != 1:
+                parts[:] = [np.concatenate(parts) if parts else np.zeros(0, _EMPTY[k])]
+            out[k] = parts[0]
+        tail = np.concatenate(self.losses)[-100:] if self.losses else np.zeros(0)
+        self.losses[:] = [tail]
+        return out, tail
+
+
+_EMPTY = {"step": np.int64, "epoch": np.int64, "metric": object, "value": np.float64}
+
+
+def steps(setup: RunSetup, compile_time: float, progress, t_start: float, checkpoints=None):
     """The epochs of one run as a generator of requests to a backend, which answers by send():
 
         ("updates", data, u, n, step, losses, errors, reset) -> updates run (n, or fewer if
@@ -186,27 +223,38 @@ def steps(setup: RunSetup, compile_time: float, progress, t_start: float):
 
     Returns (StopIteration.value) the TrainResult. The CPU serves it with its driver; the CUDA
     backend serves many runs' generators in lockstep, one launch per interval.
+
+    checkpoints (rnnfast.checkpoint.Checkpoints, CPU only): its .resume, if any, is where the
+    run continues (the backend's arrays already restored); its due(step, end_of_epoch) is
+    asked after each interval inside an epoch and after each epoch's evaluations (but the
+    last), and save(...) called when due. Both points lie on interval boundaries, so a resumed
+    run makes the same calls as an uninterrupted one.
     """
     cfg, td = setup.cfg, setup.data
     upe = td.updates_per_epoch
     total = td.epochs * upe
-    steps_, epoch_col, metric, value = [], [], [], []
-    status, message, step = "ok", "", 0
-    final: dict[str, float] = {}
-    all_losses: list[np.ndarray] = []
+    resume = checkpoints.resume if checkpoints is not None else None
+    curve = _Curve(resume)
+    status, message = "ok", ""
+    step = resume.step if resume is not None else 0
+    final: dict[str, float] = dict(resume.final) if resume is not None else {}
 
     def point(name: str, epoch: int, at: int, v: float) -> None:
-        steps_.append(np.array([at]))
-        epoch_col.append(np.array([epoch]))
-        metric.append(np.array([name], dtype=object))
-        value.append(np.array([v]))
+        curve.add(np.array([at]), np.array([epoch]), np.array([name], dtype=object), np.array([v]))
         final[name] = v
 
-    for epoch in range(1, td.epochs + 1):
+    def save(epoch: int, u: int, losses: np.ndarray, errors: np.ndarray) -> None:
+        arrays, tail = curve.snapshot()
+        checkpoints.save(epoch, u, step, arrays, losses[:u], errors[:u], tail, final)
+
+    for epoch in range(resume.epoch if resume is not None else 1, td.epochs + 1):
         data = setup.epoch_data(epoch)
         losses = np.empty(upe)
         errors = np.empty(upe)
         u = 0
+        if resume is not None and epoch == resume.epoch:
+            u = resume.update
+            losses[:u], errors[:u] = resume.losses, resume.errors
         while u < upe:
             n = min(INTERVAL, upe - u)
             reset = setup.form.carry and u == 0
@@ -221,13 +269,13 @@ def steps(setup: RunSetup, compile_time: float, progress, t_start: float):
                 break
             if progress is not None:
                 progress(step, total)
+            if checkpoints is not None and u < upe and checkpoints.due(step, False):
+                save(epoch, u, losses, errors)
         rng_steps = np.arange(step - u + 1, step + 1)
-        all_losses.append(losses[:u])
+        curve.losses.append(losses[:u])
         for name in td.train_metrics:
-            steps_.append(rng_steps)
-            epoch_col.append(np.full(u, epoch))
-            metric.append(np.full(u, name, dtype=object))
-            value.append((losses if name == "loss" else errors)[:u])
+            curve.add(rng_steps, np.full(u, epoch), np.full(u, name, dtype=object),
+                      (losses if name == "loss" else errors)[:u])  # fmt: skip
             if name != "loss":
                 final[name] = float(errors[u - 1])
         if status != "ok":
@@ -236,6 +284,8 @@ def steps(setup: RunSetup, compile_time: float, progress, t_start: float):
             if ev.every_epoch:
                 for name, v in _metric_values(ev, *(yield ("evaluate", k))):
                     point(name, epoch, step, v)
+        if checkpoints is not None and epoch < td.epochs and checkpoints.due(step, True):
+            save(epoch + 1, 0, losses, errors)
     if status == "ok":
         for k, ev in enumerate(td.evaluations):
             if not ev.every_epoch:
@@ -243,16 +293,19 @@ def steps(setup: RunSetup, compile_time: float, progress, t_start: float):
                     final[name] = v
     yield ("sync",)
     curves = pd.DataFrame({
-        "step": np.concatenate(steps_).astype(np.int64),
-        "epoch": np.concatenate(epoch_col).astype(np.int64),
-        "metric": pd.Categorical(np.concatenate(metric)),
-        "value": np.concatenate(value).astype(np.float64),
+        "step": np.concatenate(curve.step).astype(np.int64),
+        "epoch": np.concatenate(curve.epoch).astype(np.int64),
+        "metric": pd.Categorical(np.concatenate(curve.metric)),
+        "value": np.concatenate(curve.value).astype(np.float64),
     })  # fmt: skip
-    losses_all = np.concatenate(all_losses)
+    losses_all = np.concatenate(curve.losses)
     final["loss"] = float(np.mean(losses_all[-100:]))
     final["updates"] = int(step)
     info = {"updates_per_epoch": upe, "batch_size_effective": setup.B,
             "compile_time": compile_time, "backend": cfg["backend"],
             "form": dataclasses.asdict(setup.form), **td.info}  # fmt: skip
+    if resume is not None:
+        info["resumed"] = {"checkpoint": str(resume.path), "epoch": resume.epoch,
+                           "update": resume.step}  # fmt: skip
     return TrainResult(cfg, curves, final, setup.params(), status, message,
                        time.perf_counter() - t_start, info, dict(td.artifacts))  # fmt: skip

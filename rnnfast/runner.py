@@ -9,7 +9,9 @@ of runs that share shapes in one launch per interval (rnnfast.executors.run_cuda
 A run is done when the store holds it with status "ok" or "diverged" (a diverged run is a
 result: its partial curve is the answer). "failed" runs (an exception) are done too unless
 rerun_failed; force reruns everything. The driver writes each finished run at once, so an
-interrupted grid resumes where it stopped.
+interrupted grid resumes where it stopped; a run in flight resumes from its last checkpoint
+(DIR/checkpoints/, rnnfast.checkpoint), which is removed once the run is stored ok or
+diverged (kept with keep_checkpoints, and for a failed run, which --rerun-failed resumes).
 """
 
 import os
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rnnfast.checkpoint import remove as remove_checkpoints
 from rnnfast.executors import Task, default_threads, run_cuda, run_dask, run_local
 from rnnfast.grid import Grid, RunSpec, format_point
 from rnnfast.store import RunRecord, status_of, write_run
@@ -90,7 +93,8 @@ Progress = Callable[[RunRecord, Summary], None]
 
 def run_plan(plan: Plan, *, executor: str = "local", workers: int | None = None,
              scheduler: str | None = None, threads: int | None = None,
-             on_progress: Progress | None = None) -> Summary:  # fmt: skip
+             on_progress: Progress | None = None,
+             keep_checkpoints: bool = False) -> Summary:  # fmt: skip
     """Execute plan.todo; each finished run is written to the store before the next result
     is handled. Returns the summary (also when some runs fail)."""
     if executor not in ("local", "dask"):
@@ -104,10 +108,14 @@ def run_plan(plan: Plan, *, executor: str = "local", workers: int | None = None,
     # are not this machine's
     threads = threads or (None if scheduler else default_threads(n))
     points = {s.run_id: format_point(s.point) for s in plan.todo}
-    tasks = [Task(s.run_id, s.config, plan.grid.name, s.point, threads) for s in plan.todo]
+    ckdir = str(plan.results_dir.absolute())  # Dask workers may run elsewhere: a full path
+    tasks = [Task(s.run_id, s.config, plan.grid.name, s.point, threads, ckdir)
+             for s in plan.todo]  # fmt: skip
 
     def on_done(record: RunRecord, curves) -> None:
         write_run(plan.results_dir, record, curves)
+        if record.status in ("ok", "diverged") and not keep_checkpoints:
+            remove_checkpoints(plan.results_dir, record.run_id)
         if record.status == "ok":
             summary.ok += 1
         elif record.status == "diverged":

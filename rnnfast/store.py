@@ -4,6 +4,7 @@ Layout of a results directory DIR:
 
     DIR/runs/<run_id>.parquet            one run (write_run)
     DIR/models/<run_id>.npz              its trained model, when its status is "ok"
+    DIR/checkpoints/<run_id>[.prev].npz  a run in progress (rnnfast.checkpoint)
     DIR/compact-<UTC time>-<hex>.parquet many runs (compact)
     DIR/runs/.<run_id>.<pid>.<hex>.tmp   temporaries: never read; stale ones are removed
     DIR/.compact-<...>.<pid>.<hex>.tmp   (and DIR/models/.<run_id>...tmp)
@@ -74,6 +75,7 @@ RUNS_KEY = b"rnnfast.runs.zlib"
 GEN_KEY = b"rnnfast.generation"
 STATUSES = ("ok", "failed", "diverged")
 MODELS = "models"  # DIR/models/<run_id>.npz
+CHECKPOINTS = "checkpoints"  # DIR/checkpoints/<run_id>.npz (rnnfast.checkpoint)
 MODEL_FORMAT = 1
 MODEL_META = "rnnfast.json"
 ARTIFACT = "artifact."
@@ -183,11 +185,17 @@ def _atomic_write(final: Path, tmp_stem: str, write) -> None:
     _fsync_dir(final.parent)
 
 
+def atomic_write(final: Path, write) -> None:
+    """write(file) to final atomically, as every file of the store (a temporary beside it)."""
+    _atomic_write(final, final.name.split(".")[0], write)
+
+
 def clean_stale(results_dir: str | Path, older_than: float = STALE_SECONDS) -> int:
     """Remove temporaries older than older_than seconds (left by killed writers); the count."""
     d = Path(results_dir)
     cutoff, n = time.time() - older_than, 0
-    for p in [*d.glob(".*.tmp"), *(d / "runs").glob(".*.tmp"), *(d / MODELS).glob(".*.tmp")]:
+    dirs = [d, d / "runs", d / MODELS, d / CHECKPOINTS]
+    for p in [q for sub in dirs for q in sub.glob(".*.tmp")]:
         try:
             if p.stat().st_mtime < cutoff:
                 p.unlink()

@@ -140,13 +140,42 @@ class CpuTrainer:
             return stop.value
 
 
+def _checkpoints(tr: CpuTrainer, threads: int | None):
+    """The run's rnnfast.checkpoint.Checkpoints, loaded (the live arrays restored if a usable
+    checkpoint exists), or None outside a checkpoint session (rnnfast.train called directly)."""
+    from rnnfast import checkpoint  # noqa: PLC0415
+
+    target = checkpoint.current()
+    if target is None:
+        return None
+    s = tr.setup
+    live = {"theta": s.theta, "s1": s.s1, "s2": s.s2, "h": tr.buf.state.h, "c": tr.buf.state.c}
+    layout = {"nchunks": tr.nchunks, "blas_threads": _blas_count(threads)}
+    ck = checkpoint.Checkpoints(target, s.cfg["checkpoint_every"], live, layout,
+                                s.updates_per_epoch, s.data.epochs)  # fmt: skip
+    ck.load()
+    return ck
+
+
+def _blas_count(threads: int | None) -> int | None:
+    """The BLAS threads products run on: `threads`, else the library's current count."""
+    if threads is not None:
+        return threads
+    from threadpoolctl import threadpool_info  # noqa: PLC0415
+
+    counts = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
+    return max(counts) if counts else None
+
+
 def train_cpu(setup: RunSetup, progress, t_start: float) -> TrainResult:
+    """Train one run; inside a rnnfast.checkpoint session it checkpoints and resumes."""
     tr = CpuTrainer(setup)
     compile_time = tr.warm_up()
     threads = blas_threads(setup.cfg, setup.spec, setup.T, setup.B)
+    ck = _checkpoints(tr, threads)
     if threads is None:
-        return tr.drive(steps(setup, compile_time, progress, t_start))
+        return tr.drive(steps(setup, compile_time, progress, t_start, ck))
     from threadpoolctl import threadpool_limits  # noqa: PLC0415
 
     with threadpool_limits(limits=threads, user_api="blas"):
-        return tr.drive(steps(setup, compile_time, progress, t_start))
+        return tr.drive(steps(setup, compile_time, progress, t_start, ck))
