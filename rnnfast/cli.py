@@ -114,6 +114,22 @@ def _print_report(r: DemoReport) -> None:
     )
 
 
+_MEMORY_HELP = (
+    "Refuse runs estimated to need more memory than SIZE (e.g. 64G), instead of "
+    "the memory available; off: no check. Sets RNNFAST_MEMORY_LIMIT."
+)
+
+
+def _set_memory_limit(value: str | None) -> None:
+    if value is not None:
+        from rnnfast.memory import set_limit  # noqa: PLC0415
+
+        try:
+            set_limit(value)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="'--memory-limit'") from None
+
+
 @main.group()
 def run() -> None:
     """Train models: one run from KEY=VALUE settings."""
@@ -134,8 +150,14 @@ def run() -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--memory-limit", metavar="SIZE|off", help=_MEMORY_HELP)
 def run_one(
-    task: str, settings: tuple[str, ...], curves: Path | None, as_json: bool, quiet: bool
+    task: str,
+    settings: tuple[str, ...],
+    curves: Path | None,
+    as_json: bool,
+    quiet: bool,
+    memory_limit: str | None,
 ) -> None:
     """Train one model on a task and print its final metrics.
 
@@ -146,6 +168,7 @@ def run_one(
     from rnnfast.config import parse_assignments, resolve  # noqa: PLC0415
     from rnnfast.training import train  # noqa: PLC0415
 
+    _set_memory_limit(memory_limit)
     try:
         config = {"task": task, **parse_assignments(settings)}
         resolve(config)
@@ -254,7 +277,7 @@ class InputError(click.ClickException):
     exit_code = 2
 
 
-def _load_grid(file: Path, overrides: tuple[str, ...] = ()):
+def _load_grid(file: Path, overrides: tuple[str, ...] = (), **options):
     from rnnfast.config import parse_value  # noqa: PLC0415
     from rnnfast.grid import load_grid  # noqa: PLC0415
 
@@ -266,7 +289,7 @@ def _load_grid(file: Path, overrides: tuple[str, ...] = ()):
         parsed = parse_value(value)
         axes[key.strip()] = parsed if isinstance(parsed, list) else [parsed]
     try:
-        return load_grid(file, axes or None)
+        return load_grid(file, axes or None, **options)
     except ValueError as err:
         raise InputError(str(err)) from None
     except OSError as err:
@@ -293,10 +316,14 @@ def _load_grid(file: Path, overrides: tuple[str, ...] = ()):
               help="Train every run on this backend (sets the config key; cuda: runs that "
               "share shapes train together, one launch per interval).")  # fmt: skip
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--max-runs", type=click.IntRange(min=1),
+              help="Refuse a grid of more points than this (default 100,000), before "
+              "expanding it.")  # fmt: skip
+@click.option("--memory-limit", metavar="SIZE|off", help=_MEMORY_HELP)
 def run_grid(file: Path, results: Path | None, workers: int | None, threads: int | None,
              executor: str, scheduler: str | None, dry_run: bool, force: bool,
              rerun_failed: bool, overrides: tuple[str, ...], backend: str | None,
-             quiet: bool) -> None:  # fmt: skip
+             quiet: bool, max_runs: int | None, memory_limit: str | None) -> None:  # fmt: skip
     """Run every point of a grid file; finished runs are kept and skipped next time.
 
     rnnfast run grid experiments/published/dependency-r2rt-5x4.toml --workers 2
@@ -309,7 +336,9 @@ def run_grid(file: Path, results: Path | None, workers: int | None, threads: int
         raise InputError("--scheduler: only with --executor dask")
     if backend is not None:
         overrides = (*overrides, f"backend={backend}")
-    grid = _load_grid(file, overrides)
+    _set_memory_limit(memory_limit)
+    limits = {"max_runs": max_runs} if max_runs is not None else {}
+    grid = _load_grid(file, overrides, check_memory=not dry_run, **limits)
     if not dry_run and any(s.config["backend"] == "cuda" for s in grid.points()):
         from rnnfast.cuda import unavailable_reason  # noqa: PLC0415
 
@@ -446,7 +475,9 @@ def check(file: Path, results: Path | None) -> None:
 @click.option("--hue", help="Config key: one line per value (default: the most varied key).")
 @click.option("--col", help="Config key: one column of panels per value.")
 @click.option("--row", help="Config key: one row of panels per value.")
-@click.option("--smooth", type=click.IntRange(min=1), help="Trailing mean over N points.")
+@click.option("--smooth", type=click.IntRange(min=1),
+              help="Trailing mean over N points (default: none, or up to 100 for more than 8 "
+              "long lines; 1: raw values).")  # fmt: skip
 @click.option("--no-reference", is_flag=True, help="Omit the task's analytic loss levels.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="FILE.png, .svg or .pdf")  # fmt: skip
@@ -458,11 +489,11 @@ def plot(directory: Path, metric: str, x: str, hue: str | None, col: str | None,
         rnnfast plot results/dependency-explore --hue num_steps --col hidden_size \\
             --smooth 100 -o dependency.png
     """
-    from rnnfast.plot import plot_curves, save_figure  # noqa: PLC0415
+    from rnnfast.plot import plot_curves, results_dir, save_figure  # noqa: PLC0415
     from rnnfast.store import load_results  # noqa: PLC0415
 
-    runs, curves = load_results(directory)
     try:
+        runs, curves = load_results(results_dir(directory))
         fig = plot_curves(runs, curves, metric=metric, x=x, hue=hue, col=col, row=row,
                           smooth=smooth, reference=not no_reference)  # fmt: skip
         path = save_figure(fig, output)

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rnnfast import memory
 from rnnfast.config import (
     check_value,
     known_keys,
@@ -48,6 +49,7 @@ from rnnfast.tasks import builtin_names, get_task
 
 _TOP = ("name", "task", "description", "fixed", "grid", "expect")
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
+MAX_RUNS = 100_000  # points a grid may expand to unless raised (--max-runs)
 _BAND_KEYS = ("metric", "where", "min", "max", "value", "tolerance", "step", "per", "label")
 
 
@@ -148,7 +150,7 @@ def run_id(config: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:16]
 
 
-NON_IDENTITY_KEYS = frozenset({"threads"})
+NON_IDENTITY_KEYS = frozenset({"threads", "checkpoint_every"})
 
 
 def format_point(point: dict[str, Any]) -> str:
@@ -199,10 +201,12 @@ def _axis(key: str, spec: tuple[str, Any], values: Any, from_cli: bool = False,
             f"(e.g. [{values!r}]), got {values!r}"
         )
     out = [check_value(f"{key}[{i}]", *spec, v) for i, v in enumerate(values)]
-    seen = [canonical_json({"v": v}) for v in out]
-    for i, s in enumerate(seen):
-        if s in seen[:i]:
-            raise ValueError(f"{key}: expected distinct values, got {out[i]!r} twice")
+    seen: set[str] = set()  # a set: linear in the axis length (10^4 values in milliseconds)
+    for v in out:
+        text = canonical_json({"v": v})
+        if text in seen:
+            raise ValueError(f"{key}: expected distinct values, got {v!r} twice")
+        seen.add(text)
     return out
 
 
@@ -285,12 +289,15 @@ def _near(grid_path: Path, key: str, value: Any, task: Any) -> Any:
     return value
 
 
-def load_grid(path: str | Path, overrides: dict[str, list] | None = None) -> Grid:
+def load_grid(path: str | Path, overrides: dict[str, list] | None = None, *,
+              max_runs: int = MAX_RUNS, check_memory: bool = False) -> Grid:  # fmt: skip
     """Read and validate a grid file; raise GridError listing every problem, one per line.
 
     overrides (the CLI's -p key=v1,v2) replace [grid] axes or add new ones (a key in [fixed]
     moves to the grid). A non-list value is one value; for list-valued keys (lags, shifts) a
-    flat list is one value and a list of lists an axis.
+    flat list is one value and a list of lists an axis. A grid of more than max_runs points
+    is refused from the axis lengths, before it is expanded. check_memory: also refuse a grid
+    with a point whose run needs more memory than the machine has (rnnfast.memory).
     """
     path = Path(path)
     doc = _read(path)
@@ -360,6 +367,12 @@ def load_grid(path: str | Path, overrides: dict[str, list] | None = None) -> Gri
             fixed.pop(key, None)
         except ValueError as e:
             problems.append(f"-p {e}")
+    n_points = math.prod(len(v) for v in axes.values())
+    if n_points > max_runs:
+        sizes = " x ".join(f"{len(v)} {k}" for k, v in axes.items())
+        problems.append(f"[grid] {n_points:,} runs ({sizes}): more than the limit of "
+                        f"{max_runs:,}; split the grid or raise it (--max-runs)")  # fmt: skip
+        raise fail()
     bands = []
     for i, raw in enumerate(sections["expect"], 1):
         try:
@@ -389,29 +402,72 @@ def load_grid(path: str | Path, overrides: dict[str, list] | None = None) -> Gri
                         f"[[expect]] #{i} where.{key}: expected a value of the grid "
                         f"({', '.join(vals)}), got {value!r}"
                     )
+    prepared: dict[tuple, Any] = {}
     if not problems:
-        problems += _data_problems(task_obj, configs)
+        problems += _data_problems(task_obj, configs, prepared)
+    if check_memory and not problems:
+        problems += _memory_problems(task_obj, grid, configs, prepared)
     if problems:
         raise fail()
     return grid
 
 
-def _data_problems(task: Any, configs: list[dict[str, Any]]) -> list[str]:
+def _data_key(task: Any, cfg: dict[str, Any]) -> tuple:
+    """What a task's prepared data depends on: its files, its own keys and the batch size."""
+    files = tuple(task.data_files(cfg))
+    return files, tuple((k, repr(cfg[k])) for k in (*task.keys, "batch_size"))
+
+
+def _data_problems(task: Any, configs: list[dict[str, Any]], prepared: dict) -> list[str]:
     """Read each distinct set of data files the grid names once, before any run: a missing,
-    unreadable or malformed file is a problem of the grid file, not a failed run."""
-    problems, seen = [], set()
+    unreadable or malformed file is a problem of the grid file, not a failed run. The data
+    prepared goes into `prepared` (by _data_key) for the memory check."""
+    problems = []
     for cfg in configs:
-        files = tuple(task.data_files(cfg))
-        shape_keys = tuple((k, repr(cfg[k])) for k in (*task.keys, "batch_size"))
-        if not files or (files, shape_keys) in seen:
+        key = _data_key(task, cfg)
+        if not key[0] or key in prepared:
             continue
-        seen.add((files, shape_keys))
         try:
-            task.prepare(cfg)
+            prepared[key] = task.prepare(cfg)
         except ValueError as e:
+            prepared[key] = None
             if str(e) not in problems:
                 problems.append(str(e))
     return problems
+
+
+def _memory_problems(task: Any, grid: Grid, configs: list[dict[str, Any]],
+                     prepared: dict) -> list[str]:  # fmt: skip
+    """One line if any point's run needs more memory than is available (rnnfast.memory),
+    naming the largest; each distinct config but its seed is estimated once. A point whose
+    data cannot be prepared is left to its run, which fails and says why (as before)."""
+    limit, source = memory.available()
+    if limit is None:
+        return []
+    worst, over, seen = None, 0, {}
+    for point, cfg in zip(_product(grid.axes), configs, strict=True):
+        shape = canonical_json({k: v for k, v in cfg.items() if k != "seed"})
+        if shape not in seen:
+            key = _data_key(task, cfg)
+            if key not in prepared:
+                try:
+                    prepared[key] = task.prepare(cfg)
+                except Exception:  # any task's error: its run reports it
+                    prepared[key] = None
+            seen[shape] = None if prepared[key] is None else memory.estimate(cfg, prepared[key])
+        est = seen[shape]
+        if est is not None and est.total > limit:
+            over += 1
+            if worst is None or est.total > worst[0].total:
+                worst = (est, point)
+    if worst is None:
+        return []
+    est, point = worst
+    return [f"memory: {over:,} of {len(configs):,} runs need more than the "
+            f"{memory.format_bytes(limit)} {source}; the largest, at grid point "
+            f"{format_point(point)}, about {memory.format_bytes(est.total)} ({est.parts()}); "
+            f"shrink those points, or set {memory.ENV}=off (or --memory-limit) to run "
+            "them anyway"]  # fmt: skip
 
 
 # ---- checking stored runs against the bands -------------------------------------------------

@@ -33,7 +33,10 @@ The rules, in order:
 - smooth=N: a trailing moving average over the last N points of each run (the first N-1
   points average the points there are), before the mean over seeds. The point at update s
   is then the mean of updates s-N+1..s, like R2RT's "mean loss over the last 100 updates"
-  and like final.loss (the mean of the last 100 updates).
+  and like final.loss (the mean of the last 100 updates). smooth=None (the default) smooths
+  large plots only: with more than AUTO_SMOOTH_LINES lines of a per-update metric whose
+  longest run has AUTO_SMOOTH_POINTS points or more, N = min(100, longest // 50); the title
+  says so. smooth=1 draws the raw values.
 - reference: for metric "loss", dashed horizontal lines at the reference levels the runs'
   task gives for each facet's runs (rnnfast.tasks.Task.reference_levels: the dependency
   task's analytic cross-entropies from lags, shifts and base), labelled at the right edge: outside
@@ -41,7 +44,11 @@ The rules, in order:
   facet above its lines.
 - Layout: facets share both axes, about 4.6 x 3.3 inches each; the title names the task,
   the metric, the smoothing and the settings shared by all runs; the legend (one entry per
-  line, counts of seeds) sits right of the facets so it never covers data.
+  line, counts of seeds) sits right of the facets so it never covers data, in as many
+  columns (up to LEGEND_MAX_COLUMNS) as it needs to fit the figure's height; beyond that the
+  last entry says how many lines are not listed.
+- A directory holding several results directories is not one plot: results_dir() names the
+  grids it holds.
 
 Figures are built on matplotlib's Agg canvas without pyplot, so no GUI backend is touched
 and nothing global is left open; save them with ``save_figure``.
@@ -63,6 +70,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
@@ -88,6 +96,10 @@ _STYLE = {
     "legend.frameon": False,
     "lines.linewidth": 1.4,
 }
+AUTO_SMOOTH_LINES = 8  # smooth=None smooths plots of more lines than this...
+AUTO_SMOOTH_POINTS = 500  # ...when the longest run has this many points or more
+LEGEND_MAX_COLUMNS = 3
+_LEGEND_ROW_H = 9 * 1.7 / 72  # inches per legend entry: 9-point text and its spacing
 _FACET_W, _FACET_H = 4.6, 3.3  # inches per facet
 _LEGEND_W = 2.5  # inches for the legend right of the facets, until its labels are known
 # keys named in the title whenever they are shared, default or not, in this order
@@ -433,6 +445,8 @@ def plot_curves(
     plan = _make_plan(sel, hue, col, row)
     per_epoch = bool(cur.groupby(["run_id", "epoch"], observed=True).size().max() <= 1)
     by_epoch = per_epoch and x == "epoch"
+    if smooth is None and not per_epoch:
+        smooth = _auto_smooth(plan, int(cur.groupby("run_id", observed=True).size().max()))
     series = _run_series(cur, smooth, by_epoch)
     per_epoch_counts = cur.groupby(["run_id", "epoch"], observed=True).size().groupby(level=0)
     upe = per_epoch_counts.max().to_dict()  # run_id -> values in its longest epoch
@@ -493,16 +507,41 @@ def plot_curves(
             title = _title(plan, tasks, metric, per_epoch, smooth, axes_w, averaged)
         main.suptitle(title, fontsize=10)
         entries = [legend[k] for k in sorted(legend)]
-        labels = [e.label() for e in entries]
+        top = 1.0 - (0.2 + 0.17 * (title.count("\n") + 1)) / height  # the axes' top
+        handles, labels, ncols = _fit_legend(
+            [e.handle for e in entries], [e.label() for e in entries], top * height
+        )
         # legend column: the longest label at about 0.07 in per character plus the handle
         legend_w = min(6.0, max([len(plan.hue or "")] + [len(t) for t in labels]) * 0.065 + 0.8)
+        legend_w = legend_w * ncols + 0.3 * (ncols - 1)  # and the space between columns
         fig.set_size_inches(axes_w + legend_w, height)
         grid.set_width_ratios([axes_w, legend_w])
         if entries:
-            top = 1.0 - (0.2 + 0.17 * (title.count("\n") + 1)) / height  # the axes' top
-            side.legend([e.handle for e in entries], labels, loc="upper left",
-                        bbox_to_anchor=(0.0, top), title=plan.hue, alignment="left")  # fmt: skip
+            side.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.0, top),
+                        title=plan.hue, alignment="left", ncols=ncols)  # fmt: skip
     return fig
+
+
+def _auto_smooth(plan: _Plan, longest: int) -> int | None:
+    """smooth=None's choice: a trailing mean for plots of many long noisy lines, else none."""
+    lines = {plan.key(i, [k for k in (plan.hue, plan.col, plan.row) if k] + plan.extras)
+             for i in range(len(plan.rid))}  # fmt: skip
+    if len(lines) <= AUTO_SMOOTH_LINES or longest < AUTO_SMOOTH_POINTS:
+        return None
+    return min(100, longest // 50)
+
+
+def _fit_legend(handles: list, labels: list[str], height_in: float) -> tuple[list, list, int]:
+    """(handles, labels, columns) of a legend that fits height_in inches below its title: more
+    columns (up to LEGEND_MAX_COLUMNS), then the entries that fit and a note of the rest."""
+    rows = max(1, int((height_in - 0.45) / _LEGEND_ROW_H))  # 0.45: the title and margins
+    ncols = max(1, -(-len(labels) // rows))
+    if ncols <= LEGEND_MAX_COLUMNS:
+        return handles, labels, ncols
+    keep = rows * LEGEND_MAX_COLUMNS - 1
+    note = f"... {len(labels) - keep} more lines (facet with col/row)"
+    kept = handles[:keep] + [Line2D([], [], linestyle="none")]
+    return kept, labels[:keep] + [note], LEGEND_MAX_COLUMNS
 
 
 def _style(palette, hi: int, ei: int, n_extras: int) -> tuple[tuple[float, ...], Any]:
@@ -567,6 +606,26 @@ def _draw_group(ax, plan: _Plan, members, key, xs, mean, std, style, per_epoch, 
     else:
         entry.handle = line
         legend[key] = entry
+
+
+# ---------------------------------------------------------------------------- source
+
+
+def results_dir(path: str | os.PathLike) -> Path:
+    """The results directory to plot: path itself when it holds runs, or its only results
+    directory; ValueError (one line) naming the grids when it holds several, or none."""
+    from rnnfast.store import results_dirs  # noqa: PLC0415
+
+    path = Path(path)
+    dirs = results_dirs(path)
+    if len(dirs) == 1:
+        return dirs[0]
+    if not dirs:
+        raise ValueError(f"{path}: no stored runs here (expected a results directory, "
+                         "DIR/runs/, or a directory of them)")  # fmt: skip
+    names = ", ".join(d.name for d in dirs)
+    raise ValueError(f"{path}: holds {len(dirs)} results directories (grids {names}); plot "
+                     f"one of them, e.g. {dirs[0]}")  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ save

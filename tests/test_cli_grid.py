@@ -416,6 +416,51 @@ def test_plot_png_and_bad_hue(finished_grid, tmp_path):
     assert not bad.exists()
 
 
+def test_plot_a_parent_folder_plots_its_one_grid_or_names_its_grids(finished_grid, tmp_path):
+    _, res = finished_grid
+    out = tmp_path / "one.png"
+    r = invoke("plot", res.parent, "-o", out)  # holds res (and the grid file) only
+    assert r.exit_code == 0, r.output
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    parent = tmp_path / "results"
+    for name in ("tiny-a", "tiny-b"):
+        shutil.copytree(res, parent / name)
+    r = invoke("plot", parent, "-o", tmp_path / "two.png")
+    assert r.exit_code == 2
+    assert one_line_error(r.output) == (
+        f"Error: {parent}: holds 2 results directories (grids tiny-a, tiny-b); plot one of "
+        f"them, e.g. {parent / 'tiny-a'}"
+    )
+    r = invoke("plot", tmp_path / "results" / "tiny-a" / "runs", "-o", tmp_path / "no.png")
+    assert r.exit_code == 2 and "no stored runs here" in one_line_error(r.output)
+    assert not (tmp_path / "two.png").exists() and not (tmp_path / "no.png").exists()
+
+
+def test_size_guards_are_one_line_exit_2_before_any_run(tmp_path, monkeypatch):
+    from rnnfast import memory  # noqa: PLC0415
+
+    monkeypatch.setenv(memory.ENV, "off")  # restored afterwards: --memory-limit sets it
+    f = write(tmp_path / "tiny.toml", GRID_2x2)
+    res = tmp_path / "res"
+    r = invoke("run", "grid", f, "--results", res, "--max-runs", 3)
+    assert r.exit_code == 2
+    assert one_line_error(r.output) == (
+        f"Error: {f}: [grid] 4 runs (2 hidden_size x 2 seed): more than the limit of 3; split "
+        "the grid or raise it (--max-runs)"
+    )
+    r = invoke("run", "grid", f, "--results", res, "--memory-limit", "1K")
+    assert r.exit_code == 2
+    line = one_line_error(r.output)
+    assert line.startswith(f"Error: {f}: memory: 4 of 4 runs need more than the 1 kB ")
+    assert "the largest, at grid point hidden_size=4, seed=0, about " in line
+    assert not res.exists()
+    r = invoke("run", "one", "--task", "dependency", "hidden_size=50", "--memory-limit", "1M")
+    assert r.exit_code == 2
+    assert one_line_error(r.output).startswith("Error: memory: the run needs about ")
+    r = invoke("run", "grid", f, "--results", res, "--memory-limit", "lots")
+    assert r.exit_code == 2 and "--memory-limit" in r.output and not res.exists()
+
+
 def test_store_compact_keeps_every_run(finished_grid, tmp_path):
     f, src = finished_grid
     res = tmp_path / "res"

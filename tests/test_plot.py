@@ -361,3 +361,78 @@ def test_mixed_tasks_faceted_by_task():
     assert len(_refs(dep)) == 3 and _refs(mnist) == []
     assert [t for t in mnist.texts if t.get_gid() == "reference"] == []
     assert len([t for t in dep.texts if t.get_gid() == "reference"]) == 3
+
+
+# ------------------------------------------------------------------- large grids, source
+
+
+def _explore(upe=1000, num_steps=(1, 5, 10, 20), extra_hues=()):
+    """dependency-explore's shape: num_steps x hidden_size x truncation x 3 seeds (72 runs)."""
+    runs, curves = [], []
+    step = np.arange(1, upe + 1)
+    for ns in (*num_steps, *extra_hues):
+        for hs in (4, 16, 64):
+            for tr in ("tf", "true"):
+                for seed in (0, 1, 2):
+                    rid = f"x-{ns}-{hs}-{tr}-{seed}"
+                    runs.append({"run_id": rid, "status": "ok", "task": "dependency",
+                                 "cell": "rnn", "hidden_size": hs, "num_steps": ns,
+                                 "truncation": tr, "seed": seed})  # fmt: skip
+                    rng = np.random.default_rng([ns, hs, seed])
+                    value = 0.5 + 0.2 * np.exp(-step / 50) + rng.normal(0, 0.05, upe)
+                    curves.append(pd.DataFrame({"run_id": rid, "step": step, "epoch": 1,
+                                                "metric": "loss", "value": value}))  # fmt: skip
+    return pd.DataFrame(runs), pd.concat(curves, ignore_index=True)
+
+
+def _legend_inside(fig) -> bool:
+    fig.canvas.draw()
+    legend = fig.subfigs[1].legends[0]
+    box, page = legend.get_window_extent(), fig.bbox
+    return page.x0 <= box.x0 and box.x1 <= page.x1 + 1 and page.y0 <= box.y0 <= box.y1 <= page.y1
+
+
+def test_large_grid_default_plot_smooths_and_its_legend_fits():
+    runs, curves = _explore()
+    fig = plot_curves(runs, curves)  # hue num_steps; hidden_size, truncation as line styles
+    legend = fig.subfigs[1].legends[0]
+    assert len(legend.get_texts()) == 24
+    assert _legend_inside(fig)
+    assert "trailing mean of 20 updates" in fig.subfigs[0].get_suptitle()  # 1000 // 50
+    line = _curves(fig.axes[0])[0]
+    rids = [f"x-1-4-tf-{s}" for s in (0, 1, 2)]
+    mean, _ = _mean_curve(runs, curves, rids, smooth=20)
+    np.testing.assert_allclose(line.get_ydata(), mean, rtol=1e-12)
+    raw = plot_curves(runs, curves, smooth=1)  # smooth=1: the raw values
+    assert "trailing mean" not in raw.subfigs[0].get_suptitle()
+    few = plot_curves(*_explore(upe=100))  # short curves are not smoothed
+    assert "trailing mean" not in few.subfigs[0].get_suptitle()
+
+
+def test_a_legend_too_long_for_the_figure_lists_what_fits_and_counts_the_rest():
+    runs, curves = _explore(upe=50, extra_hues=tuple(range(30, 60)))  # 34 x 6 = 204 lines
+    fig = plot_curves(runs, curves)
+    texts = [t.get_text() for t in fig.subfigs[1].legends[0].get_texts()]
+    assert texts[-1].startswith("... ") and texts[-1].endswith(" more lines (facet with col/row)")
+    assert len(texts) - 1 + int(texts[-1].split()[1]) == 204
+    assert _legend_inside(fig)
+
+
+def test_results_dir_names_the_grids_of_a_parent_folder(tmp_path):
+    from rnnfast.plot import results_dir  # noqa: PLC0415
+
+    for name in ("dependency-explore", "mnist-rows"):
+        (tmp_path / "results" / name / "runs").mkdir(parents=True)
+    parent = tmp_path / "results"
+    with pytest.raises(ValueError) as err:
+        results_dir(parent)
+    assert str(err.value) == (
+        f"{parent}: holds 2 results directories (grids dependency-explore, mnist-rows); plot "
+        f"one of them, e.g. {parent / 'dependency-explore'}"
+    )
+    assert results_dir(parent / "mnist-rows") == parent / "mnist-rows"
+    (tmp_path / "one" / "only" / "runs").mkdir(parents=True)
+    assert results_dir(tmp_path / "one") == tmp_path / "one" / "only"
+    with pytest.raises(ValueError, match=r"empty: no stored runs here"):
+        (tmp_path / "empty").mkdir()
+        results_dir(tmp_path / "empty")
