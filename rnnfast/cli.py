@@ -461,7 +461,10 @@ def check(file: Path, results: Path | None) -> None:
     grid = _load_grid(file)
     if not grid.expect:
         raise InputError(f"{file}: no [[expect]] bands to check")
-    runs, curves = load_results(results if results is not None else default_results_dir(grid))
+    try:
+        runs, curves = load_results(results if results is not None else default_results_dir(grid))
+    except ValueError as err:  # no such results directory: nothing was run there
+        raise InputError(f"{err} (run the grid first, or give --results)") from None
     report = check_bands(grid, runs, curves)
     click.echo(report.format())
     if not report.ok:

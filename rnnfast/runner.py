@@ -40,15 +40,20 @@ class Summary:
     diverged: int = 0
     failed: int = 0
     skipped: int = 0
+    stored_failed: int = 0  # of the skipped runs, those stored as failed (not rerun)
     failures: list[tuple[str, str, str]] = field(default_factory=list)  # run_id, point, error
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed or self.diverged else 0
+        """1 while any run of the grid is failed or diverged, this time or stored so."""
+        return 1 if self.failed or self.diverged or self.stored_failed else 0
 
     def format(self) -> str:
         lines = [f"{self.ok} ok, {self.diverged} diverged, {self.failed} failed, "
                  f"{self.skipped} already done"]  # fmt: skip
+        if self.stored_failed:
+            lines[0] += (f" (of which {self.stored_failed} stored as failed: rerun them with "
+                         "--rerun-failed)")  # fmt: skip
         for run_id, point, error in self.failures:
             lines.append(f"  {run_id} ({point}): {headline(error)}")
         return "\n".join(lines)
@@ -99,7 +104,10 @@ def run_plan(plan: Plan, *, executor: str = "local", workers: int | None = None,
     is handled. Returns the summary (also when some runs fail)."""
     if executor not in ("local", "dask"):
         raise ValueError(f"executor: expected 'local' or 'dask', got {executor!r}")
-    summary = Summary(skipped=len(plan.done))
+    summary = Summary(
+        skipped=len(plan.done),
+        stored_failed=sum(plan.status.get(s.run_id) == "failed" for s in plan.done),
+    )
     if not plan.todo:
         return summary
     n = workers or os.cpu_count() or 1

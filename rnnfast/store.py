@@ -544,8 +544,13 @@ def _runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def load_results(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(runs, curves) of every stored run; see the module docstring for the columns."""
-    winners, _, _ = _scan(Path(results_dir))
+    """(runs, curves) of every stored run; see the module docstring for the columns. A
+    missing directory, or a file, is a ValueError (an empty directory: empty tables)."""
+    d = Path(results_dir)
+    if not d.is_dir():
+        what = "is a file, not a results directory" if d.exists() else "no such directory"
+        raise ValueError(f"{d}: {what}")
+    winners, _, _ = _scan(d)
     table, bad = _curves_of(winners)
     if bad:
         table = table.filter(pc.invert(pc.is_in(table["run_id"], pa.array(sorted(bad)))))

@@ -229,10 +229,12 @@ train_size = [100, 4]
     assert rec.status == "ok" and set(curve["metric"]) == {"loss", "test_accuracy"}
     first = stats(res)
 
-    # a failed run counts as done ...
+    # a failed run counts as done, but the grid is not done well: exit code 1, and it says so
     r = invoke("run", "grid", f, "--results", res, "--workers", 1)
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 1, r.output
     assert "0 to run, 2 already done" in r.stderr
+    assert ("0 ok, 0 diverged, 0 failed, 2 already done (of which 1 stored as failed: rerun "
+            "them with --rerun-failed)") in r.stdout  # fmt: skip
     assert stats(res) == first
     # ... unless --rerun-failed: only it runs again (and fails again)
     r = invoke("run", "grid", f, "--results", res, "--workers", 1, "--rerun-failed")
@@ -634,3 +636,12 @@ def test_ctrl_c_keeps_finished_runs_then_resume(tmp_path, to):
     assert r.exit_code == 0, r.output
     assert f"{len(stored)} already done" in r.stdout
     assert status_of(res) == dict.fromkeys(sorted(ids), "ok")
+
+
+def test_check_without_a_results_directory_is_one_line(finished_grid, tmp_path):
+    f, _ = finished_grid  # a grid with [[expect]] bands
+    r = invoke("check", f, "--results", tmp_path / "nothing")
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines() == [
+        f"Error: {tmp_path / 'nothing'}: no such directory (run the grid first, or give --results)"
+    ]

@@ -158,12 +158,12 @@ def test_write_run_validates(tmp_path):
 
 
 def test_empty_or_missing_dir(tmp_path):
-    for d in (tmp_path, tmp_path / "nope"):
-        runs, curves = store.load_results(d)
-        assert runs.empty and list(runs.columns) == store.RUN_COLUMNS
-        assert curves.empty and list(curves.columns) == ["run_id", "step", "epoch", "metric",
-                                                         "value"]  # fmt: skip
-        assert curves["step"].dtype == np.int64
+    runs, curves = store.load_results(tmp_path)  # empty: nothing stored yet
+    assert runs.empty and list(runs.columns) == store.RUN_COLUMNS
+    assert curves.empty and list(curves.columns) == ["run_id", "step", "epoch", "metric",
+                                                     "value"]  # fmt: skip
+    assert curves["step"].dtype == np.int64
+    for d in (tmp_path, tmp_path / "nope"):  # missing: load_results raises (test below)
         assert store.status_of(d) == {}
         assert store.compact(d) is None
         with pytest.raises(ValueError, match="no run"):
@@ -459,3 +459,13 @@ def test_sigkill_during_writes_leaves_only_complete_runs(tmp_path):
             assert rid == f"k{i:05d}" and sizes[rid] == n == 20000 + 37 * i
         assert (curves.groupby("run_id")["value"].first() == runs.set_index("run_id")["i"]).all()
         start = int(runs["i"].max()) + 1
+
+
+def test_load_results_rejects_a_missing_directory_or_a_file(tmp_path):
+    with pytest.raises(ValueError, match=r"missing: no such directory$"):
+        store.load_results(tmp_path / "missing")
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ValueError, match=r"f: is a file, not a results directory$"):
+        store.load_results(tmp_path / "f")
+    runs, curves = store.load_results(tmp_path)  # an empty directory: nothing stored yet
+    assert runs.empty and curves.empty
