@@ -223,7 +223,11 @@ class Checkpoints:
                   "final.names": np.array(list(final), dtype=str),
                   "final.values": np.array(list(final.values()), dtype=np.float64)}  # fmt: skip
         arrays["curve.metric"] = np.asarray(curve["metric"], dtype=str)
-        write_file(self.target.path, meta, arrays)
+        try:
+            write_file(self.target.path, meta, arrays)
+        except OSError as e:  # a full or read-only disk costs the checkpoint, not the run
+            warn(f"{self.target.path}: checkpoint not written ({e.strerror or e}); the run "
+                 "goes on and resumes from an earlier one if killed")  # fmt: skip
         self.last_step, self.last_time = step, time.monotonic()
         self.written += 1
         self.seconds += time.perf_counter() - t0

@@ -260,3 +260,19 @@ def test_kill_9_twice_then_resume_is_bit_identical(tmp_path):
     assert rec.final == ref_rec.final
     a, b = read_model(res, spec.run_id)["params"], read_model(ref, spec.run_id)["params"]
     assert a.keys() == b.keys() and all(a[k].tobytes() == b[k].tobytes() for k in a)
+
+
+def test_a_checkpoint_that_cannot_be_written_costs_the_checkpoint_not_the_run(
+    tmp_path, monkeypatch, capfd
+):
+    """A full or read-only disk at a checkpoint: one line, and the run finishes unchanged."""
+    plain = _run(STREAM, None)
+
+    def full(path, meta, arrays):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "write_file", full)
+    capfd.readouterr()
+    _same(_run(STREAM, tmp_path / "res"), plain)
+    lines = [x for x in capfd.readouterr().err.splitlines() if "checkpoint not written" in x]
+    assert lines and all("No space left on device" in x for x in lines)
