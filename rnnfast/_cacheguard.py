@@ -1,12 +1,15 @@
-"""Keep Numba's on-disk cache consistent with the source of the whole package.
+"""Keep Numba's on-disk cache consistent with the sources of the compiled code.
 
 Numba's cache=True keys a cached kernel on the source file of the compiled function only.
-The drivers in rnnfast/cpu/ inline functions from rnnfast/cells/ and rnnfast/_blas.py, so an
-edit there (or a `git pull` in an editable install) would leave stale machine code that Numba
-loads without complaint. Before the kernels are imported, this module compares a fingerprint
-of every .py file of the package (path, size, mtime) with the one stored next to the cache;
-when they differ it deletes rnnfast's cached kernels (*.nbi, *.nbc) so they recompile.
-Costs one stat per source file per process.
+The drivers in rnnfast/cpu/ inline functions from rnnfast/cells/ and rnnfast/_blas.py and
+read constants from rnnfast/codes.py, so an edit there (or a `git pull` in an editable
+install) would leave stale machine code that Numba loads without complaint. Before the
+kernels are imported, this module compares a fingerprint of the compiled code's sources
+(KERNEL_SOURCES: path, size, mtime) with the one stored next to the cache; when they differ it
+deletes rnnfast's cached kernels (*.nbi, *.nbc) so they recompile. Only those sources: an
+edit of the command line or the store must not cost a cold compile of every kernel (minutes
+on 2 cores). tests/test_cacheguard.py checks that every module holding jitted code, and every
+rnnfast module such a module imports, is covered. Costs one stat per source file per process.
 """
 
 import hashlib
@@ -15,11 +18,25 @@ from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
 _STAMP = "rnnfast-sources.fingerprint"
+# Package-relative files and folders whose code is compiled or read by compiled code: the
+# kernels and what they inline, the code numbers they branch on, the Data tuple they take.
+KERNEL_SOURCES = ("cells", "cpu", "cuda", "_blas.py", "_finite.py", "codes.py", "optim.py",
+                  "params.py", "seqdata.py")  # fmt: skip
+
+
+def kernel_sources(package: Path | None = None) -> list[Path]:
+    """The .py files KERNEL_SOURCES names, sorted."""
+    package = _PACKAGE if package is None else package
+    files = []
+    for name in KERNEL_SOURCES:
+        p = package / name
+        files += sorted(p.rglob("*.py")) if p.is_dir() else [p] if p.is_file() else []
+    return sorted(files)
 
 
 def fingerprint() -> str:
     h = hashlib.sha256()
-    for path in sorted(_PACKAGE.rglob("*.py")):
+    for path in kernel_sources():
         st = path.stat()
         h.update(f"{path.relative_to(_PACKAGE)}:{st.st_size}:{st.st_mtime_ns};".encode())
     return h.hexdigest()
