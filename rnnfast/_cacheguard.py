@@ -19,9 +19,13 @@ from pathlib import Path
 _PACKAGE = Path(__file__).resolve().parent
 _STAMP = "rnnfast-sources.fingerprint"
 # Package-relative files and folders whose code is compiled or read by compiled code: the
-# kernels and what they inline, the code numbers they branch on, the Data tuple they take.
-KERNEL_SOURCES = ("cells", "cpu", "cuda", "_blas.py", "_finite.py", "codes.py", "optim.py",
-                  "params.py", "seqdata.py")  # fmt: skip
+# kernels and what they inline, the code numbers they branch on, the Data tuple they take,
+# the parameter layout the CUDA entry points import. Not the pure-Python drivers beside them
+# (rnnfast/cpu/__init__.py, trainer.py, _split.py, _workspace.py): tuning a thread policy
+# must not cost a cold compile.
+KERNEL_SOURCES = ("cells", "cuda", "cpu/_chunks.py", "cpu/_head.py", "cpu/_kernels.py",
+                  "cpu/_linalg.py", "cpu/_train.py", "cpu/_transpose.py", "_blas.py",
+                  "_finite.py", "codes.py", "optim.py", "params.py", "seqdata.py")  # fmt: skip
 
 
 def kernel_sources(package: Path | None = None) -> list[Path]:
