@@ -43,6 +43,7 @@ import multiprocessing as mp
 import os
 import signal
 import statistics
+import subprocess
 import sys
 import time
 import traceback
@@ -105,6 +106,8 @@ class WorkerError(RuntimeError):
 
 
 REGISTRY: dict[str, Workload] = {}
+# a worker's environment for one Numba, one BLAS and one OpenMP thread
+SINGLE_THREAD_ENV = {"NUMBA_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
 
 def register(
@@ -380,6 +383,25 @@ def _per(name: str, value: int | Mapping[str, int]) -> int:
 
 
 # ---------------------------------------------------------------- machine and thread info
+
+
+class BusyCores:
+    """N processes that each spin on one core until the block ends (a shared machine)."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.procs: list[subprocess.Popen] = []
+
+    def __enter__(self) -> "BusyCores":
+        for _ in range(self.n):
+            self.procs.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for proc in self.procs:  # only the processes started here
+            proc.terminate()
+        for proc in self.procs:
+            proc.wait(5.0)
 
 
 def _busy_cpu_seconds() -> float | None:

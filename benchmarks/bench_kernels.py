@@ -3,6 +3,7 @@
     python benchmarks/bench_kernels.py                  # all shapes, float32, text table
     python benchmarks/bench_kernels.py --markdown       # the README's table
     python benchmarks/bench_kernels.py --quick --shapes lstm rnn:10:200:2:16
+    python benchmarks/bench_kernels.py --busy 1 --no-startup   # one core kept busy
 
 For each shape (cell T B I H) one step is forward + backward of sum(out * dout):
 - rnnfast: rnnfast.forward + rnnfast.backward (gradients of every parameter, x and h0);
@@ -18,6 +19,11 @@ spinning threads steal the 2 cores from each other (rnnfast's LSTM 28x100x100 st
 between workers so the previous one's threads go idle; a busy machine slows all of them alike.
 The table gives medians over all timed calls and the ratios torch/rnnfast and
 reference/rnnfast (> 1: rnnfast is faster).
+
+A shared machine: --busy N keeps N cores busy with spinning processes for the whole
+measurement and adds a worker running rnnfast on one Numba and one BLAS thread (--single
+adds it idle too): rnnfast / 1 thread says what rnnfast's threads cost or gain under that
+load (the goal: at most 1.5x; rnnfast/cpu/_threads.py is the policy).
 
 Start-up: two fresh processes with one new, empty NUMBA_CACHE_DIR time `import rnnfast` and the
 first forward+backward of every cell (a small and a large hidden size each): the first process
@@ -165,18 +171,34 @@ def build_torch(shape: tuple[str, int, int, int, int], dtype: str):
 
 
 def register_workloads(
-    backend: str, torch_threads: int | None, reference: bool, blas_threads: int | None
+    backend: str,
+    torch_threads: int | None,
+    reference: bool,
+    blas_threads: int | None,
+    single: bool = False,
 ) -> list[str]:
-    """Register the workers this run needs in _harness.REGISTRY; return their names."""
+    """Register the workers this run needs in _harness.REGISTRY; return their names. single
+    adds "rnnfast-1t": rnnfast on one Numba and one BLAS thread (its own single-thread time,
+    the yardstick of a busy machine)."""
     env = {"OPENBLAS_NUM_THREADS": str(blas_threads)} if blas_threads else {}
+    forbid = ("torch",) if backend == "cpu" else ("torch", "rnnfast.cpu")
     _harness.register(
         "rnnfast",
         functools.partial(build_rnnfast, backend),
         setup=functools.partial(setup_rnnfast, backend),
-        forbid=("torch",) if backend == "cpu" else ("torch", "rnnfast.cpu"),
+        forbid=forbid,
         env=env,
     )
     names = ["rnnfast"]
+    if single:
+        _harness.register(
+            "rnnfast-1t",
+            functools.partial(build_rnnfast, backend),
+            setup=functools.partial(setup_rnnfast, backend),
+            forbid=forbid,
+            env=_harness.SINGLE_THREAD_ENV,
+        )
+        names.append("rnnfast-1t")
     if torch_threads is not None:
         _harness.register(
             "torch",
@@ -243,7 +265,9 @@ def startup(dtype: str, backend: str) -> tuple[dict, dict]:
     return runs[0], runs[1]
 
 
-def format_table(rows: list[dict], markdown: bool, torch_ok: bool, ref_ok: bool) -> str:
+def format_table(
+    rows: list[dict], markdown: bool, torch_ok: bool, ref_ok: bool, single_ok: bool = False
+) -> str:
     def ms(v: float | None) -> str:
         return "-" if v is None else f"{v * 1e3:.3f}"
 
@@ -251,16 +275,20 @@ def format_table(rows: list[dict], markdown: bool, torch_ok: bool, ref_ok: bool)
         return "-" if a is None else f"{a / b:.2f}x"
 
     header = ["cell", "T", "B", "I", "H", "rnnfast (ms)"]
+    header += ["rnnfast 1 thread (ms)"] if single_ok else []
     header += ["PyTorch (ms)"] if torch_ok else []
     header += ["NumPy ref (ms)"] if ref_ok else []
+    header += ["rnnfast / 1 thread"] if single_ok else []
     header += ["PyTorch / rnnfast"] if torch_ok else []
     header += ["ref / rnnfast"] if ref_ok else []
     body = []
     for row in rows:
         t = row["times"]
         line = [*map(str, row["shape"]), ms(t["rnnfast"])]
+        line += [ms(t.get("rnnfast-1t"))] if single_ok else []
         line += [ms(t.get("torch"))] if torch_ok else []
         line += [ms(t.get("reference"))] if ref_ok else []
+        line += [ratio(t["rnnfast"], t["rnnfast-1t"])] if single_ok else []
         line += [ratio(t.get("torch"), t["rnnfast"])] if torch_ok else []
         line += [ratio(t.get("reference"), t["rnnfast"])] if ref_ok else []
         body.append(line)
@@ -287,7 +315,8 @@ def format_startup(name: str, r: dict) -> str:
 
 
 def format_header(args, info: dict[str, dict[str, str]], repeats: dict[str, int]) -> str:
-    labels = {"rnnfast": "rnnfast worker", "torch": "PyTorch worker", "reference": "ref worker"}
+    labels = {"rnnfast": "rnnfast worker", "rnnfast-1t": "rnnfast 1-thread worker",
+              "torch": "PyTorch worker", "reference": "ref worker"}  # fmt: skip
     versions = [v for i in info.values() for v in i.get("versions", "").split(", ") if v]
     versions = ", ".join(dict.fromkeys(versions))  # each once, in order
     threads = "; ".join(f"{labels.get(n, n)}: {i.get('threads', '?')}" for n, i in info.items())
@@ -350,6 +379,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch columns")
     parser.add_argument("--no-reference", action="store_true", help="skip the reference")
     parser.add_argument("--no-startup", action="store_true", help="skip the start-up timings")
+    parser.add_argument(
+        "--busy",
+        type=int,
+        default=0,
+        help="keep this many cores busy with spinning processes while measuring (a shared "
+        "machine); adds rnnfast on one thread, the yardstick under load (default 0)",
+    )
+    parser.add_argument(
+        "--single", action="store_true", help="also time rnnfast on one thread when idle"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.repeats, args.ref_repeats, args.warmup = 5, 2, 1
@@ -357,6 +396,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--repeats and --rounds must be >= 1, --warmup and --pause >= 0")
     if args.threads < 1 or (args.blas_threads is not None and args.blas_threads < 1):
         parser.error("--threads and --blas-threads must be >= 1")
+    if args.busy < 0:
+        parser.error("--busy must be >= 0")
+    single = args.single or args.busy > 0
     args.rounds = min(args.rounds, args.repeats)
     ref_repeats = args.ref_repeats if args.ref_repeats is not None else max(3, args.repeats // 5)
     ref_repeats = 0 if args.no_reference else min(ref_repeats, args.repeats)
@@ -369,8 +411,11 @@ def main(argv: list[str] | None = None) -> None:
         print("torch is not installed: torch columns skipped")
     else:
         torch_threads = args.threads
-    names = register_workloads(args.backend, torch_threads, ref_repeats > 0, args.blas_threads)
-    repeats = {"rnnfast": args.repeats, "torch": args.repeats, "reference": ref_repeats}
+    names = register_workloads(
+        args.backend, torch_threads, ref_repeats > 0, args.blas_threads, single
+    )
+    repeats = {"rnnfast": args.repeats, "rnnfast-1t": args.repeats, "torch": args.repeats,
+               "reference": ref_repeats}  # fmt: skip
     repeats = {n: repeats[n] for n in names}
 
     def progress(shape) -> None:
@@ -378,8 +423,10 @@ def main(argv: list[str] | None = None) -> None:
             print("  measured " + " ".join(map(str, shape)), flush=True)
 
     try:
-        with _harness.Workers(names) as workers:
+        with _harness.Workers(names) as workers, _harness.BusyCores(args.busy):
             print(format_header(args, workers.info, repeats), flush=True)
+            if args.busy:
+                print(f"{args.busy} core(s) kept busy by spinning processes (--busy)")
             times = _harness.measure(
                 workers,
                 shapes,
@@ -400,7 +447,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(130) from None
     rows = [{"shape": s, "times": {n: t.median for n, t in times[s].items()}} for s in shapes]
     print()
-    print(format_table(rows, args.markdown, torch_threads is not None, ref_repeats > 0))
+    print(format_table(rows, args.markdown, torch_threads is not None, ref_repeats > 0, single))
     print()
     print(format_load(shapes, times))
 

@@ -31,7 +31,6 @@ core busy for the whole measurement; run once idle and once with --busy 1 and co
 import argparse
 import functools
 import importlib.util
-import subprocess
 import sys
 import time
 
@@ -152,25 +151,6 @@ def register_workloads(
 # ---------------------------------------------------------------- driver
 
 
-class BusyCores:
-    """N processes that each spin on one core until the block ends (a shared machine)."""
-
-    def __init__(self, n: int):
-        self.n = n
-        self.procs: list[subprocess.Popen] = []
-
-    def __enter__(self) -> "BusyCores":
-        for _ in range(self.n):
-            self.procs.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for proc in self.procs:  # only the processes started here
-            proc.terminate()
-        for proc in self.procs:
-            proc.wait(5.0)
-
-
 def format_table(rows: list[dict], names: list[str], markdown: bool) -> str:
     def ratio(name: str, t: dict) -> str:
         return f"{t[name] / t['rnnfast-lengths']:.2f}x" if name in t else "-"
@@ -274,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
             print("  measured " + " ".join(map(str, shape)), flush=True)
 
     try:
-        with _harness.Workers(names) as workers, BusyCores(args.busy):
+        with _harness.Workers(names) as workers, _harness.BusyCores(args.busy):
             print(format_header(args, workers.info), flush=True)
             times = _harness.measure(
                 workers,

@@ -12,15 +12,16 @@ Workloads (float32, the same data, model and optimizer in both):
 - text: a character-level LSTM (128 or 256) on experiments/data/grammar.txt (one-hot input,
   30 characters), num_steps 50, batch 32, state carried, Adam 2e-3, clip 5 (78 updates).
 
---before DIR adds a third worker: rnnfast as checked out in DIR (a git worktree of an older
-commit: `git worktree add ../old COMMIT`) on the built-in workloads, measured in the same run,
-so a change's cost shows as before/now.
+A shared machine: --busy N keeps N cores busy with spinning processes for the whole
+measurement, and a third worker runs rnnfast on one Numba and one BLAS thread (--single adds it
+idle too): "rnnfast / 1 thread" says what rnnfast's threads cost or gain under that load (the
+goal: at most 1.5x; rnnfast/cpu/_threads.py is the policy).
 
 PyTorch: nn.RNN / nn.LSTM + nn.Linear, torch.optim, one forward/backward/step per update
 (torch.set_num_threads(2)). Each framework runs in its own worker process and the two are
 measured alternately (benchmarks/_harness.py). Prints times and the PyTorch/rnnfast ratios.
 
-    python benchmarks/bench_train.py [--markdown] [--repeats 3] [--only TASK] [--before DIR]
+    python benchmarks/bench_train.py [--markdown] [--repeats 3] [--only TASK] [--busy N]
 """
 
 import argparse
@@ -44,7 +45,6 @@ SHAPES = [
     ("text", "lstm", 128),
     ("text", "lstm", 256),
 ]
-BUILTIN = ("dependency", "mnist")
 TEXT = Path(__file__).resolve().parents[1] / "experiments" / "data" / "grammar.txt"
 ANCHORS = {
     ("dependency", 5, 4): 0.80,
@@ -127,51 +127,6 @@ def build_rnnfast(shape, dtype: str):
         state["epoch"] += 1
         data = setup.epoch_data(state["epoch"])
         tr.reset_state()
-        tr.run_updates(data, 0, U, 0, losses, errors)
-
-    return step
-
-
-def setup_before(tree: str) -> dict[str, str]:
-    sys.path.insert(0, tree)
-    import numba
-
-    import rnnfast
-
-    if not Path(rnnfast.__file__).resolve().is_relative_to(Path(tree).resolve()):
-        raise RuntimeError(f"--before: imported rnnfast from {rnnfast.__file__}, not {tree}")
-    commit = os.popen(f"git -C {tree} rev-parse --short HEAD").read().strip()
-    return {
-        "versions": f"rnnfast {rnnfast.__version__} at {commit}, numba {numba.__version__}",
-        "threads": ", ".join(_harness.openblas_threads()),
-        "env": _harness.thread_env(),
-    }
-
-
-def build_before(shape, dtype: str):
-    """The built-in workloads on the code before tasks became plug-ins (rnnfast.training's
-    _Trainer), timed exactly as build_rnnfast times the current code."""
-    import numpy as np
-    from threadpoolctl import threadpool_limits
-
-    from rnnfast.config import resolve
-    from rnnfast.training import _Trainer, blas_threads
-
-    cfg = resolve(_config(shape, dtype))
-    tr = _Trainer(cfg)
-    tr.warm_up()
-    threads = blas_threads(cfg, tr.spec, tr.setup.T, tr.setup.B)
-    if threads is not None:
-        threadpool_limits(limits=threads, user_api="blas")
-    U = tr.setup.updates_per_epoch
-    losses, errors = np.empty(U), np.empty(U)
-    state = {"epoch": 0}
-
-    def step() -> None:
-        state["epoch"] += 1
-        data = tr.epoch_data(state["epoch"])
-        tr.h_state[:] = 0
-        tr.c_state[:] = 0
         tr.run_updates(data, 0, U, 0, losses, errors)
 
     return step
@@ -321,7 +276,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3, help="timed epochs per workload")
     ap.add_argument("--only", choices=["dependency", "mnist", "sequences", "text"])
-    ap.add_argument("--before", metavar="DIR", help="also time rnnfast as checked out in DIR")
+    ap.add_argument("--busy", type=int, default=0, help="cores kept busy meanwhile (default 0)")
+    ap.add_argument("--single", action="store_true", help="also time rnnfast on one thread")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--markdown", action="store_true")
@@ -331,27 +287,29 @@ def main() -> None:
     if ("mnist", 28, 100) in shapes and not mnist_dir.is_dir():
         print(f"no MNIST in {mnist_dir} (set RNNFAST_BENCH_MNIST): skipping the mnist epoch")
         shapes = [s for s in shapes if s[0] != "mnist"]
+    if args.busy < 0:
+        ap.error("--busy must be >= 0")
     _harness.register("rnnfast", build_rnnfast, setup=setup_rnnfast, forbid=("torch",))
     names = ["rnnfast", "torch"]
-    if args.before:
-        _harness.register("before", build_before, forbid=("torch",),
-                          setup=functools.partial(setup_before, args.before))  # fmt: skip
-        names.append("before")
+    if args.single or args.busy:
+        _harness.register("rnnfast-1t", build_rnnfast, setup=setup_rnnfast, forbid=("torch",),
+                          env=_harness.SINGLE_THREAD_ENV)  # fmt: skip
+        names.append("rnnfast-1t")
     _harness.register(
         "torch",
         build_torch,
         setup=functools.partial(setup_torch, args.threads),
         forbid=("rnnfast.cpu",),
     )
-    with _harness.Workers(names) as workers:
+    with _harness.Workers(names) as workers, _harness.BusyCores(args.busy):
         print(f"# {_harness.cpu_info()}")
+        if args.busy:
+            print(f"# {args.busy} core(s) kept busy by spinning processes (--busy)")
         for name, info in workers.info.items():
             print(f"# {name}: " + "; ".join(f"{k} {v}" for k, v in info.items()))
         timings = {}
         for shape in shapes:
             calls = {name: args.repeats for name in names}
-            if shape[0] not in BUILTIN:
-                calls["before"] = 0  # the code before has no such workload
             timings.update(_harness.measure(
                 workers, [shape], args.dtype, calls, rounds=args.repeats, warmup=1,
                 batch_warmup=0, progress=lambda s: print(f"  measured {s}", file=sys.stderr),
@@ -360,28 +318,26 @@ def main() -> None:
     for shape in shapes:
         tm = timings[shape]
         r, t = tm["rnnfast"].median, tm["torch"].median
-        before = tm["before"].median if "before" in tm and tm["before"].times else None
-        rows.append(
-            (_label(shape), r, t, t / r, before, ANCHORS.get(shape), tm["rnnfast"].other_load)
-        )
+        one = tm["rnnfast-1t"].median if "rnnfast-1t" in tm else None
+        rows.append((_label(shape), r, one, t, ANCHORS.get(shape), tm["rnnfast"].other_load))
     fmt = lambda v, spec: format(v, spec) if v is not None else "-"  # noqa: E731
     if args.markdown:
-        print("| epoch | rnnfast (s) | PyTorch (s) | PyTorch / rnnfast | before (s) "
-              "| now / before | PyTorch anchor (s) |")  # fmt: skip
+        print("| epoch | rnnfast (s) | rnnfast 1 thread (s) | PyTorch (s) | rnnfast / 1 thread "
+              "| PyTorch / rnnfast | PyTorch anchor (s) |")  # fmt: skip
         print("|---|---:|---:|---:|---:|---:|---:|")
-        for label, r, t, ratio, before, anchor, _ in rows:
-            rel = r / before if before else None
-            print(f"| {label} | {r:.3f} | {t:.3f} | {ratio:.1f}x | {fmt(before, '.3f')} | "
-                  f"{fmt(rel, '.3f')} | {fmt(anchor, '.2f')} |")  # fmt: skip
+        for label, r, one, t, anchor, _ in rows:
+            rel = r / one if one else None
+            print(f"| {label} | {r:.3f} | {fmt(one, '.3f')} | {t:.3f} | {fmt(rel, '.2f')}x | "
+                  f"{t / r:.2f}x | {fmt(anchor, '.2f')} |")  # fmt: skip
     else:
-        head = ("epoch", "rnnfast s", "PyTorch s", "ratio", "before s", "now/before", "anchor s",
-                "other load")  # fmt: skip
+        head = ("epoch", "rnnfast s", "1 thread s", "PyTorch s", "r/1thread", "torch/r",
+                "anchor s", "other load")  # fmt: skip
         print(f"{head[0]:<26}" + "".join(f" {h:>10}" for h in head[1:]))
-        for label, r, t, ratio, before, anchor, load in rows:
-            rel = r / before if before else None
-            cols = (fmt(before, ">10.3f"), fmt(rel, ">10.3f"), fmt(anchor, ">10.2f"),
-                    fmt(load, ">10.2f"))  # fmt: skip
-            print(f"{label:<26} {r:>10.3f} {t:>10.3f} {ratio:>9.1f}x " + " ".join(cols))
+        for label, r, one, t, anchor, load in rows:
+            rel = r / one if one else None
+            cols = (fmt(one, ">10.3f"), f"{t:>10.3f}", fmt(rel, ">9.2f") + "x",
+                    f"{t / r:>9.2f}x", fmt(anchor, ">10.2f"), fmt(load, ">10.2f"))  # fmt: skip
+            print(f"{label:<26} {r:>10.3f} " + " ".join(cols))
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from rnnfast.cpu._chunks import (  # noqa: E402
 )
 from rnnfast.cpu._kernels import backward_kernel, buffer_offsets, forward_kernel  # noqa: E402
 from rnnfast.cpu._split import one_blas_thread, parallel_ok, split_chunks  # noqa: E402
+from rnnfast.cpu._threads import choice_for  # noqa: E402
 from rnnfast.cpu._workspace import POOL  # noqa: E402
 from rnnfast.params import Spec, packed_layout  # noqa: E402
 
@@ -132,7 +133,8 @@ def forward(spec: Spec, nonlinearity: str, params, x, h0, c0, lengths=None,
             out, h_n, c_n = forward_kernel(*args)
         else:
             with one_blas_thread():
-                out, h_n, c_n = forward_kernel_chunks(*args, nc)
+                pace = choice_for(("forward", spec, nonlinearity, T, B, nc))
+                out, h_n, c_n = pace.run(forward_kernel_chunks, *args, nc)
     except BaseException:
         POOL.give(saved)
         raise
@@ -159,7 +161,8 @@ def backward(spec: Spec, nonlinearity: str, params, data: _Saved, dout, dh_n, dc
             dW, dx, dh0, dc0 = backward_kernel(*args)
         else:
             with one_blas_thread():
-                dW, dx, dh0, dc0 = backward_kernel_chunks(*args, nc)
+                pace = choice_for(("backward", spec, nonlinearity, T, B, nc))
+                dW, dx, dh0, dc0 = pace.run(backward_kernel_chunks, *args, nc)
     finally:
         POOL.give(scratch)
     grads = {key: dW[pos : pos + n].reshape(shape) for key, shape, pos, n in entries}

@@ -9,6 +9,7 @@ import numpy as np
 from rnnfast.codes import HEAD_ALL, M_B
 from rnnfast.cpu._chunks import dealt_ranks, num_chunks, train_sizes
 from rnnfast.cpu._split import one_blas_thread, split_chunks
+from rnnfast.cpu._threads import ThreadChoice
 from rnnfast.cpu._train import Optim, State, Work, evaluate, train_updates
 from rnnfast.params import Spec
 from rnnfast.run_setup import RunSetup, TrainResult, steps
@@ -23,6 +24,10 @@ SINGLE_THREAD_BELOW = 2_000_000
 # n = 10, H = 16 (768,000) took 101 us serial and 113 us in 2 chunks; n = 20 (1.5 M) 230 vs
 # 201 us, H = 64 (9.2 M) 811 vs 568 us, MNIST rows LSTM 100 (121 M) 7.9-12.3 vs 7.4-7.6 ms.
 TRAIN_SPLIT_MIN_WORK = 1_200_000
+# Chunked updates run in slices of about this long, so that a change of the machine's load
+# (rnnfast.cpu._threads) is acted on within a fraction of a second; each slice costs one
+# compiled call (tens of microseconds).
+SLICE_SECONDS = 0.02
 
 
 def train_chunks(cfg: dict, spec: Spec, steps: int, batch: int) -> int:
@@ -82,9 +87,10 @@ class CpuTrainer:
     def __init__(self, setup: RunSetup) -> None:
         s = self.setup = setup
         self.nchunks = train_chunks(s.cfg, s.spec, s.T, s.B)
+        self.pace = ThreadChoice()  # all threads or one, for this run's chunked updates
         self.buf = _Buffers(s, s.B, self.nchunks, s.form.head)
         self.optim = Optim(s.opt.code, s.hyper, s.s1, s.s2, float(s.cfg["clip"]))
-        self._eval_bufs: dict[int, tuple[_Buffers, int]] = {}
+        self._eval_bufs: dict[int, tuple[_Buffers, int, ThreadChoice]] = {}
 
     def warm_up(self) -> float:
         """Compile (or load from Numba's cache) the kernels this run uses; seconds taken."""
@@ -96,10 +102,25 @@ class CpuTrainer:
         return time.perf_counter() - t0
 
     def run_updates(self, data, u0: int, n: int, step0: int, losses, errors) -> int:
-        s, b = self.setup, self.buf
-        data = _dealt(data, self.nchunks)
-        return train_updates(s.model, s.form_vec, s.theta, s.woff, self.optim, data, b.state,
-                             b.work, u0, n, step0, losses, errors, self.nchunks)  # fmt: skip
+        """Updates u0 .. u0+n-1 (see rnnfast.cpu._train.train_updates). In batch chunks they
+        run in slices of about SLICE_SECONDS, each on all threads or on one as measured
+        fastest (rnnfast.cpu._threads); the slices change the time, never the results."""
+        s, b, nc = self.setup, self.buf, self.nchunks
+        data = _dealt(data, nc)
+        args = (s.model, s.form_vec, s.theta, s.woff, self.optim, data, b.state, b.work)
+        if nc == 1 or n == 0:
+            return train_updates(*args, u0, n, step0, losses, errors, nc)
+        done = 0
+        while done < n:
+            per_update = self.pace.expected(self.pace.faster())
+            k = 1 if per_update is None else int(SLICE_SECONDS / per_update)  # 1: measure
+            k = min(max(k, 1), n - done)
+            ran = self.pace.run(train_updates, *args, u0 + done, k, step0 + done,
+                                losses[done:], errors[done:], nc, units=k)  # fmt: skip
+            done += ran
+            if ran < k:  # a loss was not finite
+                break
+        return done
 
     def reset_state(self) -> None:
         self.buf.state.h[:] = 0
@@ -110,15 +131,20 @@ class CpuTrainer:
         data, U, n_valid, batch = s.eval_data(k)
         if batch not in self._eval_bufs:
             nc = train_chunks(s.cfg, s.spec, s.T, batch)
-            self._eval_bufs[batch] = (_Buffers(s, batch, nc, s.eval_form.head), nc)
-        bufs, nc = self._eval_bufs[batch]
+            self._eval_bufs[batch] = (_Buffers(s, batch, nc, s.eval_form.head), nc,
+                                      ThreadChoice())  # fmt: skip
+        bufs, nc, pace = self._eval_bufs[batch]
         model = s.model.copy()
         model[M_B] = batch
+        n = U if n_updates is None else n_updates
+        args = (model, s.eval_form_vec, s.theta, s.woff, data, n, n_valid, bufs.state,
+                bufs.work, nc)  # fmt: skip
+        # not dealt to the chunks: the padding of a short last batch must stay at its end
         with one_blas_thread(nc > 1):
-            # not dealt to the chunks: the padding of a short last batch must stay at its end
-            loss, correct, counted = evaluate(model, s.eval_form_vec, s.theta, s.woff, data,
-                                              U if n_updates is None else n_updates, n_valid,
-                                              bufs.state, bufs.work, nc)  # fmt: skip
+            if nc == 1:
+                loss, correct, counted = evaluate(*args)
+            else:
+                loss, correct, counted = pace.run(evaluate, *args, units=max(n, 1))
         return float(loss), int(correct), int(counted)
 
     def drive(self, gen) -> TrainResult:

@@ -1,0 +1,107 @@
+"""Run a chunked call on all Numba threads or on the calling thread alone: whichever is faster
+on this machine now.
+
+Why: a call cut into batch chunks (rnnfast/cpu/_chunks.py) joins its threads once per
+forward and twice per backward. When another process keeps a core busy, the OS deschedules
+one of the threads and every join waits for it, for up to a time slice (milliseconds).
+Measured on 2 cores with one process spinning (forward + backward, mean of 60 calls):
+rnn T=10 B=200 H=16 0.45 ms on 2 threads against 0.14 ms on one; with two spinning, rnn
+H=64 14 ms against 2.2 ms. On an idle machine the threads win (H=64: 0.61 against 0.97 ms).
+No fixed rule picks right on a machine whose load comes and goes, so each call site measures.
+
+Results never depend on the choice: the chunks (their columns and the order in which their
+partial gradients are added) are fixed by the shapes and the thread count
+(rnnfast.cpu._split.split_chunks); on one thread (numba.set_num_threads(1) around the call)
+the same chunks run in turn. Only the time differs.
+
+Policy (one ThreadChoice per call site and shape): an exponential average of the seconds per
+unit of work (a call, or an update of the fused loop) for each mode; run the faster one; now
+and then run the other to see whether the machine changed (a probe). Probes are spaced so
+that they cost at most PROBE_SHARE of the time: after a probe that took p seconds the next
+comes no sooner than p / PROBE_SHARE seconds later, and no sooner than PROBE_GAP. A call
+that compiled (the first of each mode) is not measured. A stall of a few milliseconds on all
+threads moves the average past the one-thread time at once (ALPHA); a return to an idle
+machine takes a few fast probes, well under a second.
+"""
+
+import time
+
+import numba
+
+ALL, ONE = 0, 1  # modes: all Numba threads, the calling thread alone
+ALPHA = 0.3  # weight of the newest time in a mode's average
+PROBE_SHARE = 0.03  # at most this share of the time goes to probing the slower mode
+PROBE_GAP = 0.05  # seconds between probes at least
+
+
+class ThreadChoice:
+    """Chooses the mode of each call at one call site and shape, from the times measured."""
+
+    __slots__ = ("mean", "seen", "next_probe")
+
+    def __init__(self) -> None:
+        self.mean = [0.0, 0.0]  # seconds per unit in each mode (valid once seen > 1)
+        self.seen = [0, 0]  # calls run in each mode
+        self.next_probe = 0.0  # perf_counter() time from which the slower mode may run again
+
+    def faster(self) -> int:
+        """The mode with the lower average so far (ALL until both are measured)."""
+        if self.seen[ONE] < 2:
+            return ALL
+        return ONE if self.mean[ONE] < self.mean[ALL] else ALL
+
+    def pick(self, now: float) -> int:
+        """The mode of the next call: each mode measured first, then the faster one, or the
+        slower one when a probe is due."""
+        if self.seen[ALL] < 2:
+            return ALL
+        if self.seen[ONE] < 2:
+            return ONE
+        best = self.faster()
+        return 1 - best if now >= self.next_probe else best
+
+    def record(self, mode: int, seconds: float, units: int, now: float) -> None:
+        """A call in `mode` took `seconds` for `units` units of work, ending at `now`."""
+        self.seen[mode] += 1
+        if self.seen[mode] == 1:
+            return  # it may have compiled (or loaded) its kernels: not a measurement
+        per_unit = seconds / max(units, 1)
+        prev = self.mean[mode]
+        self.mean[mode] = per_unit if self.seen[mode] == 2 else prev + ALPHA * (per_unit - prev)
+        if self.seen[ONE] >= 2 and mode != self.faster():  # a probe that lost: space the next
+            self.next_probe = now + max(PROBE_GAP, seconds / PROBE_SHARE)
+
+    def expected(self, mode: int) -> float | None:
+        """Seconds per unit in `mode` so far, or None if not measured yet."""
+        return self.mean[mode] if self.seen[mode] > 1 else None
+
+    def run(self, fn, *args, units: int = 1):
+        """fn(*args) in the mode picked now, timed and recorded."""
+        t0 = time.perf_counter()
+        mode = self.pick(t0)
+        if mode == ALL:
+            result = fn(*args)
+        else:
+            prev = numba.get_num_threads()
+            numba.set_num_threads(1)
+            try:
+                result = fn(*args)
+            finally:
+                numba.set_num_threads(prev)
+        t1 = time.perf_counter()
+        self.record(mode, t1 - t0, units, t1)
+        return result
+
+
+_CHOICES: dict[tuple, ThreadChoice] = {}
+_MAX_CHOICES = 1024  # call sites x shapes remembered; beyond, the oldest are forgotten
+
+
+def choice_for(key: tuple) -> ThreadChoice:
+    """The ThreadChoice of one call site and shape (created on first use)."""
+    c = _CHOICES.get(key)
+    if c is None:
+        if len(_CHOICES) >= _MAX_CHOICES:
+            del _CHOICES[next(iter(_CHOICES))]
+        c = _CHOICES[key] = ThreadChoice()
+    return c
