@@ -6,28 +6,53 @@ Parsing only; the work is in the library.
 
 import contextlib
 import json
+import math
+import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from rnnfast import __version__
-from rnnfast.api import BACKENDS
-from rnnfast.demo import DemoConfig, DemoReport, run_demo
-from rnnfast.params import GATES, NONLINEARITIES
+from rnnfast.codes import ACT_CODES, CELL_CODES
+from rnnfast.oserrors import describe
+
+if TYPE_CHECKING:
+    from rnnfast.demo import DemoReport
+
+# The demo's --backend choices: rnnfast.api.BACKENDS (tests/test_cli.py checks that they
+# agree), spelled here because importing rnnfast.api loads Numba, and this module must load
+# in a blink: a Ctrl-C before main() runs could only end in a traceback.
+DEMO_BACKENDS = ("cpu", "cuda", "reference")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """The `rnnfast` group: a Ctrl-C is one line "interrupted" (exit 130), and an OSError that
+    no command handled is one line naming its path (exit 1). Other exceptions are bugs and
+    keep their traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted", err=True)
+            ctx.exit(130)
+        except OSError as err:
+            raise click.ClickException(describe(err)) from None
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rnnfast", message="%(prog)s %(version)s")
 def main() -> None:
     """rnnfast: fast, PyTorch-compatible RNN, LSTM and GRU kernels on the CPU."""
 
 
 @main.command()
-@click.option("--cell", type=click.Choice(sorted(GATES)), default="lstm", show_default=True)
+@click.option("--cell", type=click.Choice(sorted(CELL_CODES)), default="lstm", show_default=True)
 @click.option(
     "--nonlinearity",
-    type=click.Choice(NONLINEARITIES),
+    type=click.Choice(list(ACT_CODES)),
     default="tanh",
     show_default=True,
     help="Activation of the rnn cell (lstm and gru take only tanh).",
@@ -41,7 +66,7 @@ def main() -> None:
 @click.option(
     "--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True
 )
-@click.option("--backend", type=click.Choice(sorted(BACKENDS)), default="cpu", show_default=True)
+@click.option("--backend", type=click.Choice(DEMO_BACKENDS), default="cpu", show_default=True)
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 def demo(
@@ -59,6 +84,8 @@ def demo(
     seed: int,
 ) -> None:
     """Time forward+backward of one model and check it against the NumPy reference."""
+    from rnnfast.demo import DemoConfig, run_demo  # noqa: PLC0415
+
     if cell != "rnn" and nonlinearity != "tanh":
         raise click.BadParameter(
             f"{cell} has fixed activations; only rnn takes {nonlinearity!r}",
@@ -90,7 +117,7 @@ def demo(
         )
 
 
-def _print_report(r: DemoReport) -> None:
+def _print_report(r: "DemoReport") -> None:
     c = r.config
     click.echo(
         f"{c.cell} T={c.seq_len} B={c.batch} I={c.input_size} H={c.hidden_size} "
@@ -176,6 +203,8 @@ def run_one(
         raise click.UsageError(str(err)) from None
     if curves is not None and curves.suffix not in (".csv", ".parquet"):
         raise click.BadParameter("expected a .csv or .parquet file", param_hint="'--curves'")
+    if curves is not None:  # now, not after training: the run would be lost
+        check_path(curves, "--curves", parent_must_exist=True)
     show = not quiet and sys.stderr.isatty()
     bar = click.progressbar(length=1, label=task, file=sys.stderr, show_eta=True)
     state = {"done": 0}
@@ -190,13 +219,22 @@ def run_one(
             result = train(config, progress=progress if show else None)
     except (ValueError, FileNotFoundError) as err:  # the config's data: bad input
         raise InputError(str(err)) from None
+    except OverflowError as err:  # sizes whose products do not fit 64-bit integers
+        raise InputError(f"the run's sizes are too large to compute with ({err}); use "
+                         "smaller values") from None  # fmt: skip
+    except MemoryError as err:  # also NumPy's ArrayMemoryError
+        raise click.ClickException(_out_of_memory(err)) from None
     except RuntimeError as err:  # no cuda
         raise click.ClickException(str(err)) from None
+    unwritten = None
     if curves is not None:
-        if curves.suffix == ".csv":
-            result.curves.to_csv(curves, index=False)
-        else:
-            result.curves.to_parquet(curves, index=False)
+        try:
+            if curves.suffix == ".csv":
+                result.curves.to_csv(curves, index=False)
+            else:
+                result.curves.to_parquet(curves, index=False)
+        except OSError as err:  # a full disk: the metrics below are still printed
+            unwritten = f"--curves: not written: {describe(err)}"
     summary = {"status": result.status, "message": result.message, **result.final,
                "wall_time_s": round(result.wall_time, 3)}  # fmt: skip
     if as_json:
@@ -205,8 +243,32 @@ def run_one(
         for key, value in summary.items():
             if value != "":
                 click.echo(f"{key}: {value}")
+    if unwritten is not None:
+        raise click.ClickException(unwritten)
     if result.status != "ok":
         sys.exit(1)
+
+
+def _out_of_memory(err: MemoryError) -> str:
+    """One line for a run that ran out of memory: the allocation that failed (NumPy's
+    ArrayMemoryError has its shape and dtype), and the memory check that let the run start."""
+    from rnnfast import memory  # noqa: PLC0415
+
+    shape, dtype = getattr(err, "shape", None), getattr(err, "dtype", None)
+    what = "memory"
+    if shape is not None and dtype is not None:
+        size = math.prod(shape) * dtype.itemsize
+        what = f"{memory.format_bytes(size)} (an array of shape {tuple(shape)}, {dtype})"
+    limit, source = memory.available()
+    if limit is None:
+        guard = (f"the memory check was off ({source}): leave it on (--memory-limit SIZE, or "
+                 f"{memory.ENV} unset) to refuse such a run before training")  # fmt: skip
+    else:
+        guard = (f"the memory check (its estimate is a floor) let it start under the "
+                 f"{memory.format_bytes(limit)} {source}: set --memory-limit or {memory.ENV} "
+                 "lower to refuse such runs before training")  # fmt: skip
+    return (f"memory: the run could not allocate {what}; use a smaller hidden_size, "
+            f"batch_size or num_steps; {guard}")  # fmt: skip
 
 
 @main.command("tasks")
@@ -221,13 +283,39 @@ def tasks_cmd() -> None:
         click.echo(f"    metrics: {', '.join(task.metrics)}")
 
 
-@main.group()
+class _Datasets(click.Group):
+    """`rnnfast data`: one command a data set of rnnfast.tasks.DATASETS, made when first asked
+    for (rnnfast.tasks loads NumPy, which `import rnnfast.cli` must not: see DEMO_BACKENDS)."""
+
+    def _made(self) -> None:
+        if not self.commands:
+            from rnnfast.tasks import DATASETS  # noqa: PLC0415  (a dict: imports no task module)
+
+            for name, (_, title) in DATASETS.items():
+                self.add_command(_dataset_command(name, title))
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._made()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self._made()
+        return super().get_command(ctx, cmd_name)
+
+
+@main.group(cls=_Datasets)
 def data() -> None:
     """Get the data sets the tasks use."""
 
 
-def _dataset_command(name: str, title: str) -> None:
-    @data.command(name)
+def _dataset_command(name: str, title: str) -> click.Command:
+    doc = f"""Download {title} (checksums verified), or install it from local files.
+
+    rnnfast data {name}
+    rnnfast data {name} --from DIR
+    """
+
+    @click.command(name, help=doc)
     @click.option(
         "--from",
         "source",
@@ -244,6 +332,8 @@ def _dataset_command(name: str, title: str) -> None:
     def command(source: Path | None, dest: Path | None, quiet: bool) -> None:
         from rnnfast.tasks import dataset_module  # noqa: PLC0415
 
+        if dest is not None:
+            check_path(dest, "--dest")
         module = dataset_module(name)
         try:
             if source is not None:
@@ -254,27 +344,58 @@ def _dataset_command(name: str, title: str) -> None:
             raise click.ClickException(str(err)) from None
         click.echo(f"{title} is in {where}")
 
-    command.__doc__ = f"""Download {title} (checksums verified), or install it from local files.
-
-    rnnfast data {name}
-    rnnfast data {name} --from DIR
-    """
-
-
-def _register_datasets() -> None:
-    from rnnfast.tasks import DATASETS  # noqa: PLC0415  (a dict: imports no task module)
-
-    for name, (_, title) in DATASETS.items():
-        _dataset_command(name, title)
-
-
-_register_datasets()
+    return command
 
 
 class InputError(click.ClickException):
     """Bad input (a grid file, an option): one line, exit code 2, no traceback."""
 
     exit_code = 2
+
+
+def _fs_limit(directory: Path, name: str, fallback: int) -> int:
+    try:
+        return os.pathconf(directory, name)
+    except (OSError, ValueError, AttributeError):  # no such limit, or no pathconf (Windows)
+        return fallback
+
+
+def check_path(path: Path, what: str = "", *, parent_must_exist: bool = False) -> None:
+    """Refuse, before any work, a path that no file can have: one too long, or with a part
+    longer than its file system allows, or under a regular file; with parent_must_exist (a
+    file written without creating directories), also one in a missing or unwritable
+    directory. One line naming `what` (the option) and the path: InputError, exit 2."""
+    prefix = f"{what} {path}" if what else str(path)
+
+    def refuse(why: str) -> InputError:
+        return InputError(f"{prefix}: {why}")
+
+    here = Path(path.anchor) if path.is_absolute() else Path(".")
+    longest = _fs_limit(here, "PC_PATH_MAX", 4096)
+    if len(os.fsencode(os.path.abspath(path))) >= longest:
+        raise refuse(f"the path is too long (the limit is {longest - 1} bytes); choose a "
+                     "shorter one")  # fmt: skip
+    parts = path.parts[1:] if path.is_absolute() else path.parts
+    name_max = _fs_limit(here, "PC_NAME_MAX", 255)
+    existing = True  # `here`: the deepest existing directory, whose file system has name_max
+    for i, part in enumerate(parts):
+        if len(os.fsencode(part)) > name_max:
+            raise refuse(f"the name {part[:20]}... is too long ({len(os.fsencode(part))} "
+                         f"bytes, at most {name_max}); choose a shorter one")  # fmt: skip
+        if not existing:
+            continue
+        existing = os.path.lexists(here / part)
+        if existing and not os.path.isdir(here / part):
+            if i < len(parts) - 1:
+                raise refuse(f"{here / part} is a file, not a directory; choose another path")
+        elif existing:
+            here = here / part
+            name_max = _fs_limit(here, "PC_NAME_MAX", 255)  # a mount point: its own limit
+    parent = path.parent
+    if parent_must_exist and not parent.is_dir():
+        raise refuse(f"the directory {parent} does not exist; create it first")
+    if parent_must_exist and not os.access(parent, os.W_OK):
+        raise refuse(f"cannot write in {parent} (permission denied); choose another directory")
 
 
 def _load_grid(file: Path, overrides: tuple[str, ...] = (), **options):
@@ -297,7 +418,7 @@ def _load_grid(file: Path, overrides: tuple[str, ...] = (), **options):
 
 
 @run.command("grid")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path))  # a directory: one line from _load_grid
 @click.option("--results", type=click.Path(file_okay=False, path_type=Path),
               help="Results directory (default: results/<grid name>).")  # fmt: skip
 @click.option("--workers", type=click.IntRange(min=1), help="Parallel runs (default: cores).")
@@ -345,10 +466,16 @@ def run_grid(file: Path, results: Path | None, workers: int | None, threads: int
         reason = unavailable_reason()
         if reason is not None:
             raise InputError(reason)
-    plan = make_plan(grid, results, force=force, rerun_failed=rerun_failed)
+    if results is not None:
+        check_path(results, "--results")
+    else:
+        from rnnfast.runner import default_results_dir  # noqa: PLC0415
+
+        check_path(default_results_dir(grid), "the results directory")
     if dry_run:
         from rnnfast.grid import format_point  # noqa: PLC0415
 
+        plan = make_plan(grid, results, force=force, rerun_failed=rerun_failed)
         todo = {s.run_id for s in plan.todo}
         for spec in grid.points():
             state = plan.status.get(spec.run_id, "not run")
@@ -356,27 +483,55 @@ def run_grid(file: Path, results: Path | None, workers: int | None, threads: int
             click.echo(f"{spec.run_id}  {mark:<6}  {state:<8}  {format_point(spec.point)}")
         click.echo(f"{len(plan.todo)} to run, {len(plan.done)} done, in {plan.results_dir}")
         return
-    click.echo(f"{grid.name}: {len(plan.todo)} to run, {len(plan.done)} already done "
-               f"-> {plan.results_dir}", err=True)  # fmt: skip
-    show = not quiet and sys.stderr.isatty()
-    bar = click.progressbar(length=max(1, len(plan.todo)), label=grid.name, file=sys.stderr,
-                            show_eta=True, show_pos=True)  # fmt: skip
+    from rnnfast import runner, stopping  # noqa: PLC0415
+    from rnnfast.driver_lock import DriverLock, LockHeld  # noqa: PLC0415
 
-    def progress(record, summary) -> None:
-        if show:
-            bar.label = f"{grid.name} ({summary.failed} failed, {summary.diverged} diverged)"
-            bar.update(1)
-
+    if scheduler is not None:  # a typo fails here, not after a connection timeout
+        try:
+            runner.check_scheduler_address(scheduler)
+        except ValueError as err:
+            raise InputError(str(err)) from None
+        except RuntimeError as err:  # no dask.distributed
+            raise click.ClickException(str(err)) from None
+    # writable and ours (one driver per directory) before anything is planned or trained
+    results_dir = results if results is not None else runner.default_results_dir(grid)
+    lock = DriverLock(results_dir)
     try:
-        with bar if show else contextlib.nullcontext():
-            summary = run_plan(plan, executor=executor, workers=workers, scheduler=scheduler,
-                               threads=threads, on_progress=progress)  # fmt: skip
-    except KeyboardInterrupt:
-        click.echo("\ninterrupted: finished runs are stored; run the same command again to "
-                   "complete the rest", err=True)  # fmt: skip
-        sys.exit(130)
-    except RuntimeError as err:
-        raise click.ClickException(str(err)) from None
+        runner.check_writable(results_dir)
+        lock.acquire()
+    except (runner.ResultsDirError, LockHeld) as err:
+        raise InputError(str(err)) from None
+    except OSError as err:  # the lock file itself
+        raise InputError(f"{lock.path}: {err.strerror or err}") from None
+    with lock, stopping.stop_signals():  # SIGTERM stops the grid as Ctrl-C does
+        try:
+            plan = make_plan(grid, results_dir, force=force, rerun_failed=rerun_failed)
+            click.echo(f"{grid.name}: {len(plan.todo)} to run, {len(plan.done)} already done "
+                       f"-> {plan.results_dir}", err=True)  # fmt: skip
+            show = not quiet and sys.stderr.isatty()
+            bar = click.progressbar(length=max(1, len(plan.todo)), label=grid.name,
+                                    file=sys.stderr, show_eta=True, show_pos=True)  # fmt: skip
+
+            def progress(record, summary) -> None:
+                if show:
+                    bar.label = (f"{grid.name} ({summary.failed} failed, "
+                                 f"{summary.diverged} diverged)")  # fmt: skip
+                    bar.update(1)
+
+            with bar if show else contextlib.nullcontext():
+                summary = run_plan(plan, executor=executor, workers=workers,
+                                   scheduler=scheduler, threads=threads,
+                                   on_progress=progress)  # fmt: skip
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (Terminated)
+            click.echo("\ninterrupted: finished runs are stored; run the same command again "
+                       "to complete the rest", err=True)  # fmt: skip
+            sys.exit(143 if isinstance(stop, stopping.Terminated) else 130)
+        except runner.ResultsDirError as err:
+            raise InputError(str(err)) from None
+        except ValueError as err:  # a scheduler address run_dask refuses
+            raise InputError(str(err)) from None
+        except RuntimeError as err:
+            raise click.ClickException(str(err)) from None
     click.echo(summary.format())
     if summary.exit_code:
         sys.exit(summary.exit_code)
@@ -399,6 +554,7 @@ def ls(directory: Path) -> None:
     """
     from rnnfast.store import load_results  # noqa: PLC0415
 
+    check_path(directory)
     dirs = _results_dirs(directory)
     if not dirs:
         raise InputError(f"{directory}: no stored runs here (expected DIR/runs/ or a "
@@ -433,6 +589,7 @@ def show(run_id: str, results: Path) -> None:
     """
     from rnnfast.store import find_run  # noqa: PLC0415
 
+    check_path(results, "--results")
     try:
         _, record, curves = find_run(results, run_id)
     except ValueError as err:
@@ -446,7 +603,7 @@ def show(run_id: str, results: Path) -> None:
 
 
 @main.command("check")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path))  # a directory: one line from _load_grid
 @click.option("--results", type=click.Path(file_okay=False, path_type=Path),
               help="Results directory (default: results/<grid name>).")  # fmt: skip
 def check(file: Path, results: Path | None) -> None:
@@ -461,6 +618,8 @@ def check(file: Path, results: Path | None) -> None:
     grid = _load_grid(file)
     if not grid.expect:
         raise InputError(f"{file}: no [[expect]] bands to check")
+    if results is not None:
+        check_path(results, "--results")
     try:
         runs, curves = load_results(results if results is not None else default_results_dir(grid))
     except ValueError as err:  # no such results directory: nothing was run there
@@ -495,6 +654,7 @@ def plot(directory: Path, metric: str, x: str, hue: str | None, col: str | None,
     from rnnfast.plot import plot_curves, results_dir, save_figure  # noqa: PLC0415
     from rnnfast.store import load_results  # noqa: PLC0415
 
+    check_path(output, "-o")  # save_figure creates its directory
     try:
         runs, curves = load_results(results_dir(directory))
         fig = plot_curves(runs, curves, metric=metric, x=x, hue=hue, col=col, row=row,
@@ -533,6 +693,7 @@ _RESULTS = click.option("--results", type=click.Path(file_okay=False, path_type=
 def _model(results: Path, run_id: str):
     from rnnfast.models import load_model  # noqa: PLC0415
 
+    check_path(results, "--results")
     try:
         return load_model(results, run_id)
     except ValueError as err:
@@ -555,6 +716,7 @@ def export_cmd(run_id: str, results: Path, fmt: str, output: Path) -> None:
     """
     from rnnfast.models import export  # noqa: PLC0415
 
+    check_path(output, "-o", parent_must_exist=True)
     model = _model(results, run_id)
     try:
         path = export(model, output, fmt)
@@ -579,6 +741,7 @@ def evaluate_cmd(run_id: str, results: Path, data: Path, as_json: bool) -> None:
 
     rnnfast evaluate 3f2a9c --results results/vowels --data test.ts
     """
+    check_path(data, "--data")
     model = _model(results, run_id)
     try:
         metrics = model.evaluate(data)

@@ -38,6 +38,11 @@ _COMMON: dict[str, tuple[str, Any]] = {
     "dtype": ("choice", ("float32", "float64")),
     "backend": ("choice", ("cpu", "cuda")),
     "threads": ("int_or_none", 1),
+    # none (off), or a number > 1: the run stops as "diverged" once a training loss exceeds
+    # diverge_above times its starting loss, the loss of its first update (the initial
+    # parameters on the first batch); checked after each interval of updates
+    # (rnnfast.run_setup.steps). In a run's identity when set (rnnfast.grid.run_id).
+    "diverge_above": ("multiple_or_none", None),
     # not part of a run's identity (rnnfast.grid.NON_IDENTITY_KEYS): see rnnfast.checkpoint
     "checkpoint_every": ("checkpoint_every", None),
 }
@@ -48,6 +53,7 @@ _SHARED_DEFAULTS: dict[str, Any] = {
     "dtype": "float32",
     "backend": "cpu",
     "threads": None,
+    "diverge_above": None,
     "checkpoint_every": "epoch",
     "cell": "lstm",
     "nonlinearity": "tanh",
@@ -104,8 +110,39 @@ def known_keys(task: str | None = None) -> list[str]:
     return keys
 
 
+INT_MAX = 2**63 - 1  # the int64 vectors and arrays a run lives in hold nothing larger
+
+
+def _shown(value: object) -> str:
+    """repr(value), shortened: a 4000-digit integer or a list nested 500 deep is one line."""
+    text = repr(value)
+    return text if len(text) <= 200 else f"{text[:100]}... ({len(text)} characters)"
+
+
 def _fail(key: str, expected: str, value: object) -> ValueError:
-    return ValueError(f"{key}: expected {expected}, got {value!r}")
+    return ValueError(f"{key}: expected {expected}, got {_shown(value)}")
+
+
+def _is_int(value: object, low: int) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and low <= value <= INT_MAX
+
+
+def is_finite_number(value: object) -> bool:
+    """An int or float (not a bool) that a float holds finitely: 10**400 is not one."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int past the largest float
+        return False
+
+
+def _int_bounds(low: int, value: object) -> str:
+    """The bounds of an integer key: >= low, and <= 2**63 - 1 for a value (or an element)
+    past it."""
+    items = value if isinstance(value, list | tuple) else [value]
+    past = any(isinstance(v, int) and v > INT_MAX for v in items)
+    return f">= {low}" + (" and <= 2**63 - 1" if past else "")
 
 
 def check_value(key: str, kind: str, extra: Any, value: object) -> Any:
@@ -128,14 +165,19 @@ def check_value(key: str, kind: str, extra: Any, value: object) -> Any:
             raise _fail(key, "true or false", value)
         return value
     if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int) or value < extra:
-            raise _fail(key, f"an integer >= {extra}", value)
+        if not _is_int(value, extra):
+            raise _fail(key, f"an integer {_int_bounds(extra, value)}", value)
         return value
     if kind == "int_or_none":
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < extra):  # fmt: skip
-            raise _fail(key, f"an integer >= {extra} or none", value)
+        if value is not None and not _is_int(value, extra):
+            raise _fail(key, f"an integer {_int_bounds(extra, value)} or none", value)
         return value
+    if kind == "multiple_or_none":
+        if value is None:
+            return None
+        if not is_finite_number(value) or value <= 1:
+            raise _fail(key, "a number > 1 (a multiple of the starting loss), or none", value)
+        return float(value)
     if kind == "str_or_none":
         if value is not None and not isinstance(value, str):
             raise _fail(key, "a path (string)", value)
@@ -148,16 +190,16 @@ def check_value(key: str, kind: str, extra: Any, value: object) -> Any:
         if (
             not isinstance(value, list | tuple)
             or not value
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= extra for v in value)
+            or not all(_is_int(v, extra) for v in value)
         ):
-            raise _fail(key, f"a non-empty list of integers >= {extra}", value)
+            raise _fail(key, f"a non-empty list of integers {_int_bounds(extra, value)}", value)
         return list(value)
     if kind == "float_list":
         if not isinstance(value, list | tuple) or not value:
             raise _fail(key, "a non-empty list of numbers", value)
         return [check_value(f"{key}[{i}]", "float", None, v) for i, v in enumerate(value)]
     # floats
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not is_finite_number(value):
         raise _fail(key, "a finite number", value)
     value = float(value)
     if kind == "pos_float" and value <= 0:

@@ -10,10 +10,20 @@ Threads: every worker is pinned to `threads` BLAS/Numba threads (environment var
 set before the worker imports Numba or OpenBLAS), with workers * threads <= cores by default,
 because several processes each using all cores oversubscribe the machine; OpenBLAS was
 measured 7x slower on medium matrices under such contention.
+
+Orphans: a local pool's workers exit within a second or so of the driver's death by any
+signal, kill -9 included (_die_with_driver), and multiprocessing's resource tracker then
+exits by itself (it ends when the last holder of its pipe, driver or worker, is gone). A
+worker left behind would go on training under PID 1, holding its memory, for nobody.
 """
 
 import contextlib
+import ctypes
 import os
+import signal
+import sys
+import threading
+import time
 import traceback
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -115,9 +125,47 @@ def default_threads(workers: int) -> int:
 
 
 def _pin_threads(threads: int) -> None:
-    """Worker initializer: runs before the worker imports Numba or SciPy's BLAS."""
+    """Runs in a worker before it imports Numba or SciPy's BLAS."""
     for var in THREAD_VARS:
         os.environ[var] = str(threads)
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+DRIVER_POLL_S = 0.5  # how often a worker checks that its driver is alive
+
+
+def _start_worker(threads: int, driver_pid: int) -> None:
+    """Initializer of a local pool's workers."""
+    _pin_threads(threads)
+    _die_with_driver(driver_pid)
+
+
+def _die_with_driver(driver_pid: int) -> None:
+    """Exit this worker process when the driver (its parent) dies, however it dies.
+
+    On Linux the kernel sends SIGKILL at the parent's death (PR_SET_PDEATHSIG). That fires
+    when the *thread* that started this process exits; a spawn-context pool starts its workers
+    from the thread that calls submit(), the driver's main thread in run_local (only a pool
+    with max_tasks_per_child, not used here, also spawns from its manager thread: read in
+    concurrent.futures.process of Python 3.11), so it fires when the driver dies.
+    Elsewhere, and as a fallback, a daemon thread polls the parent pid: a dead parent makes
+    this process a child of init (or of a subreaper). A driver that died before this ran is
+    caught by the first check."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != driver_pid:
+        os._exit(1)
+    threading.Thread(target=_watch_driver, args=(driver_pid,), daemon=True,
+                     name="rnnfast-driver-watch").start()  # fmt: skip
+
+
+def _watch_driver(driver_pid: int) -> None:
+    # Python code: while a compiled kernel holds the GIL this waits for it (milliseconds)
+    while os.getppid() == driver_pid:
+        time.sleep(DRIVER_POLL_S)
+    os._exit(1)  # no cleanup: the run's checkpoints are written atomically
 
 
 @contextlib.contextmanager
@@ -152,11 +200,14 @@ def run_local(tasks: Iterable[Task], workers: int, on_done: OnDone, *, retries: 
         with (
             _environment(threads),
             ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                                initializer=_pin_threads, initargs=(threads,)) as pool,
+                                initializer=_start_worker,
+                                initargs=(threads, os.getpid())) as pool,
         ):  # fmt: skip
-            futures = {pool.submit(execute, t): t for t in pending}
-            pending = []
             try:
+                # inside the try: submit() starts the workers, and a Ctrl-C or SIGTERM then
+                # must not leave the pool's exit waiting for the runs already queued
+                futures = {pool.submit(execute, t): t for t in pending}
+                pending = []
                 not_done = set(futures)
                 while not_done:
                     done, not_done = wait(not_done, return_when=FIRST_COMPLETED)
@@ -229,16 +280,44 @@ def _lost(task: Task, why: str):
     return record, None
 
 
+NO_DASK = "the dask executor needs dask.distributed: pip install 'rnnfast[dask]'"
+DASK_CONNECT_S = 5  # a scheduler that does not answer by then is reported, not waited for
+
+
+def check_scheduler_address(address: str) -> None:
+    """ValueError (one line) for a string that cannot be a Dask scheduler's address: a known
+    protocol and, but for inproc, HOST:PORT. RuntimeError without dask.distributed."""
+    try:
+        from distributed.comm import parse_address  # noqa: PLC0415
+        from distributed.comm.addressing import parse_host_port  # noqa: PLC0415
+        from distributed.comm.registry import backends  # noqa: PLC0415
+    except ImportError as err:
+        raise RuntimeError(NO_DASK) from err
+    try:
+        protocol, location = parse_address(address)
+        if protocol not in backends:
+            known = ", ".join(sorted(backends))
+            raise ValueError(f"unknown protocol {protocol!r}; known: {known}")
+        if protocol != "inproc":
+            host, port = parse_host_port(location)
+            if not host or not 0 < port < 65536:
+                raise ValueError("expected HOST:PORT")
+    except ValueError as err:
+        raise ValueError(f"scheduler {address!r}: expected a Dask scheduler address such as "
+                         f"tcp://HOST:8786 ({err})") from None  # fmt: skip
+
+
 def run_dask(tasks: Iterable[Task], on_done: OnDone, *, scheduler: str | None = None,
              workers: int | None = None, retries: int = 1) -> None:  # fmt: skip
     """Run tasks on a Dask distributed cluster (scheduler address), or a LocalCluster of
-    process workers. Results travel back to the driver, so workers need no shared disk."""
+    process workers. Results travel back to the driver, so workers need no shared disk.
+
+    A malformed scheduler address raises ValueError, one that does not answer within
+    DASK_CONNECT_S seconds RuntimeError, each one line."""
     try:
         from dask.distributed import Client, LocalCluster, as_completed  # noqa: PLC0415
     except ImportError as err:
-        raise RuntimeError(
-            "the dask executor needs dask.distributed: pip install 'rnnfast[dask]'"
-        ) from err
+        raise RuntimeError(NO_DASK) from err
     tasks = list(tasks)
     cluster = None
     if scheduler is None:
@@ -251,7 +330,14 @@ def run_dask(tasks: Iterable[Task], on_done: OnDone, *, scheduler: str | None = 
                                dashboard_address=None, env=env)  # fmt: skip
         client = Client(cluster)
     else:
-        client = Client(scheduler)
+        check_scheduler_address(scheduler)
+        try:
+            client = Client(scheduler, timeout=DASK_CONNECT_S)
+        except OSError:  # TimeoutError included: refused, unknown host, nobody answering
+            raise RuntimeError(
+                f"dask scheduler {scheduler}: no answer within {DASK_CONNECT_S} s; start it "
+                "(`dask scheduler`) or check the address"
+            ) from None
     try:
         futures = [client.submit(execute, t, key=f"rnnfast-{t.run_id}", pure=False,
                                  retries=retries) for t in tasks]  # fmt: skip

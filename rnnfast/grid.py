@@ -39,6 +39,7 @@ import pandas as pd
 from rnnfast import memory
 from rnnfast.config import (
     check_value,
+    is_finite_number,
     known_keys,
     resolve,
     schema,
@@ -138,12 +139,15 @@ def run_id(config: dict[str, Any]) -> str:
     left to the default give the same id), and the optimizer hyper-parameters, None when
     unset. Values are as resolve() normalises them (float-typed keys are floats: lr = 0.1,
     1e-1 and 0.10 are one value; lr = 1 is 1.0). Not in it: the code version, the grid's
-    name or file, the results directory, key order. Changing a default in rnnfast.config, or
-    adding a key to the schema, changes the ids of the runs it affects.
+    name or file, the results directory, key order, and the keys of OFF_WHEN_NONE_KEYS
+    while they are None. Changing a default in rnnfast.config, or adding a key to the
+    schema, changes the ids of the runs it affects, unless the key's default is None, off,
+    and the key joins OFF_WHEN_NONE_KEYS.
     """
     task = get_task(config["task"]) if "task" in config else None
     skip = NON_IDENTITY_KEYS | set(task.location_keys if task else ())
-    identity = {k: v for k, v in config.items() if k not in skip}
+    identity = {k: v for k, v in config.items()
+                if k not in skip and not (v is None and k in OFF_WHEN_NONE_KEYS)}  # fmt: skip
     files = task.data_files(config) if task else []
     if files:
         identity["data_sha256"] = sorted(file_sha256(f) for f in files)
@@ -151,6 +155,9 @@ def run_id(config: dict[str, Any]) -> str:
 
 
 NON_IDENTITY_KEYS = frozenset({"threads", "checkpoint_every"})
+# keys added after runs were stored, whose default None (off) trains as before: out of the
+# identity while None, so that adding them kept every stored run's id; in it when set
+OFF_WHEN_NONE_KEYS = frozenset({"diverge_above"})
 
 
 def format_point(point: dict[str, Any]) -> str:
@@ -211,7 +218,7 @@ def _axis(key: str, spec: tuple[str, Any], values: Any, from_cli: bool = False,
 
 
 def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not is_finite_number(value):
         raise ValueError(f"{name}: expected a finite number, got {value!r}")
     return float(value)
 
@@ -272,14 +279,23 @@ def _band(raw: Any, task: str, schema: dict) -> Band:
 
 
 def _read(path: Path) -> dict:
+    """The parsed file, or a GridError of one line for anything a file can hold or be."""
     try:
         return tomllib.loads(path.read_bytes().decode("utf-8"))
+    except IsADirectoryError:
+        raise GridError([f"{path}: a directory; expected a grid file (TOML)"]) from None
     except OSError as e:
-        raise GridError([f"{path}: cannot read the file: {e.strerror}"]) from None
+        raise GridError([f"{path}: cannot read the file: {e.strerror or e}"]) from None
     except UnicodeDecodeError:
         raise GridError([f"{path}: expected UTF-8 text (TOML), got undecodable bytes"]) from None
     except tomllib.TOMLDecodeError as e:
         raise GridError([f"{path}: TOML syntax error: {e}"]) from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise GridError([f"{path}: arrays or tables nested too deeply to read; no key takes "
+                         "more than a list of lists"]) from None  # fmt: skip
+    except ValueError as e:  # an integer literal past Python's digit limit (4300)
+        raise GridError([f"{path}: a value too large to read ({str(e).split(';')[0]}); no key "
+                         "takes one that large"]) from None  # fmt: skip
 
 
 def _near(grid_path: Path, key: str, value: Any, task: Any) -> Any:
@@ -454,7 +470,12 @@ def _memory_problems(task: Any, grid: Grid, configs: list[dict[str, Any]],
                     prepared[key] = task.prepare(cfg)
                 except Exception:  # any task's error: its run reports it
                     prepared[key] = None
-            seen[shape] = None if prepared[key] is None else memory.estimate(cfg, prepared[key])
+            try:
+                seen[shape] = None if prepared[key] is None else memory.estimate(cfg, prepared[key])
+            except OverflowError:  # sizes whose products do not fit 64-bit integers
+                return [f"memory: the run at grid point {format_point(point)} is too large to "
+                        "estimate (its sizes overflow 64-bit integers); shrink those "
+                        "points"]  # fmt: skip
         est = seen[shape]
         if est is not None and est.total > limit:
             over += 1

@@ -211,6 +211,19 @@ class _Curve:
 _EMPTY = {"step": np.int64, "epoch": np.int64, "metric": object, "value": np.float64}
 
 
+def _starting_loss(resume) -> float | None:
+    """The loss of a resumed run's first update (None before it ran): in the checkpoint's
+    losses of epoch 1, else in its curve. A task whose curve lacks "loss" (a plug-in's
+    train_metrics) resumes past epoch 1 without the divergence rule."""
+    if resume is None or resume.step == 0:
+        return None
+    if resume.epoch == 1:
+        return float(resume.losses[0])
+    c = resume.curve
+    first = np.flatnonzero((c["metric"] == "loss") & (c["step"] == 1))
+    return float(c["value"][first[0]]) if first.size else None
+
+
 def steps(setup: RunSetup, compile_time: float, progress, t_start: float, checkpoints=None):
     """The epochs of one run as a generator of requests to a backend, which answers by send():
 
@@ -229,6 +242,12 @@ def steps(setup: RunSetup, compile_time: float, progress, t_start: float, checkp
     asked after each interval inside an epoch and after each epoch's evaluations (but the
     last), and save(...) called when due. Both points lie on interval boundaries, so a resumed
     run makes the same calls as an uninterrupted one.
+
+    Divergence: a non-finite loss stops the backend at that update; with cfg["diverge_above"]
+    set, a loss above that multiple of the starting loss (the first update's) stops the run
+    after the interval holding it. Either way the run is "diverged", its message names the
+    update, and its curve ends with that update (the parameters are those at the end of the
+    interval for the second rule).
     """
     cfg, td = setup.cfg, setup.data
     upe = td.updates_per_epoch
@@ -238,6 +257,8 @@ def steps(setup: RunSetup, compile_time: float, progress, t_start: float, checkp
     status, message = "ok", ""
     step = resume.step if resume is not None else 0
     final: dict[str, float] = dict(resume.final) if resume is not None else {}
+    multiple = cfg.get("diverge_above")  # None: no limit but the finite one
+    start_loss = _starting_loss(resume) if multiple is not None else None
 
     def point(name: str, epoch: int, at: int, v: float) -> None:
         curve.add(np.array([at]), np.array([epoch]), np.array([name], dtype=object), np.array([v]))
@@ -259,6 +280,19 @@ def steps(setup: RunSetup, compile_time: float, progress, t_start: float, checkp
             n = min(INTERVAL, upe - u)
             reset = setup.form.carry and u == 0
             done = yield ("updates", data, u, n, step, losses[u:], errors[u:], reset)
+            if multiple is not None and done and step == 0:  # the run's first interval
+                start_loss = float(losses[0])
+            if start_loss is not None:
+                above = np.flatnonzero(losses[u : u + done] > multiple * start_loss)
+                if above.size:
+                    first = int(above[0])
+                    step += first + 1
+                    u += first + 1
+                    status = "diverged"
+                    message = (f"loss {losses[u - 1]:.6g} at update {step} (epoch {epoch}) is "
+                               f"above diverge_above = {multiple:g} times the starting loss "
+                               f"{start_loss:.6g}")  # fmt: skip
+                    break
             step += done
             u += done
             if done < n:

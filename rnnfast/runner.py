@@ -12,17 +12,56 @@ rerun_failed; force reruns everything. The driver writes each finished run at on
 interrupted grid resumes where it stopped; a run in flight resumes from its last checkpoint
 (DIR/checkpoints/, rnnfast.checkpoint), which is removed once the run is stored ok or
 diverged (kept with keep_checkpoints, and for a failed run, which --rerun-failed resumes).
+
+A finished run that cannot be written (a full or read-only disk) is reported in one line and
+listed in the summary as not stored; the grid goes on and tries the next writes, and the run's
+checkpoints stay so the next run of the grid resumes it. check_writable() finds an unwritable
+results directory before anything is trained.
+
+Stopping: inside rnnfast.stopping.stop_signals() (the command line's driver), SIGTERM stops a
+grid as Ctrl-C does, and either signal arriving while a finished run is being written takes
+effect once it is stored.
 """
 
 import os
+import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rnnfast.checkpoint import remove as remove_checkpoints
-from rnnfast.executors import Task, default_threads, run_cuda, run_dask, run_local
+from rnnfast.executors import (
+    Task,
+    check_scheduler_address,
+    default_threads,
+    run_cuda,
+    run_dask,
+    run_local,
+)
 from rnnfast.grid import Grid, RunSpec, format_point
+from rnnfast.oserrors import describe
+from rnnfast.stopping import deferred_stop
 from rnnfast.store import RunRecord, status_of, write_run
+
+
+class ResultsDirError(Exception):
+    """The results directory cannot be created or written (one line naming it)."""
+
+
+def check_writable(results_dir: str | Path) -> None:
+    """Create DIR/runs and a file in it, or raise ResultsDirError: run before training, so
+    that no run is trained for a store that cannot take it."""
+    runs = Path(results_dir) / "runs"
+    try:
+        runs.mkdir(parents=True, exist_ok=True)
+        # a name the store ignores and clean_stale removes, should this process die here
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", suffix=".tmp", dir=runs)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ResultsDirError(f"cannot write the results directory {results_dir}: "
+                              f"{describe(err)}") from None  # fmt: skip
 
 
 @dataclass
@@ -42,11 +81,14 @@ class Summary:
     skipped: int = 0
     stored_failed: int = 0  # of the skipped runs, those stored as failed (not rerun)
     failures: list[tuple[str, str, str]] = field(default_factory=list)  # run_id, point, error
+    # runs trained but not written to the store (an OSError): run_id, point, error
+    unstored: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
-        """1 while any run of the grid is failed or diverged, this time or stored so."""
-        return 1 if self.failed or self.diverged or self.stored_failed else 0
+        """1 while any run of the grid is failed or diverged, this time or stored so, or
+        could not be stored."""
+        return 1 if self.failed or self.diverged or self.stored_failed or self.unstored else 0
 
     def format(self) -> str:
         lines = [f"{self.ok} ok, {self.diverged} diverged, {self.failed} failed, "
@@ -54,8 +96,13 @@ class Summary:
         if self.stored_failed:
             lines[0] += (f" (of which {self.stored_failed} stored as failed: rerun them with "
                          "--rerun-failed)")  # fmt: skip
+        if self.unstored:
+            lines[0] += (f"; {len(self.unstored)} could not be stored (run the grid again once "
+                         "the results directory can be written)")  # fmt: skip
         for run_id, point, error in self.failures:
             lines.append(f"  {run_id} ({point}): {headline(error)}")
+        for run_id, point, error in self.unstored:
+            lines.append(f"  {run_id} ({point}): not stored: {error}")
         return "\n".join(lines)
 
 
@@ -96,6 +143,10 @@ def make_plan(grid: Grid, results_dir: str | Path | None = None, *, force: bool 
 Progress = Callable[[RunRecord, Summary], None]
 
 
+def _warn(message: str) -> None:
+    print(f"rnnfast: {message}", file=sys.stderr, flush=True)
+
+
 def run_plan(plan: Plan, *, executor: str = "local", workers: int | None = None,
              scheduler: str | None = None, threads: int | None = None,
              on_progress: Progress | None = None,
@@ -104,6 +155,8 @@ def run_plan(plan: Plan, *, executor: str = "local", workers: int | None = None,
     is handled. Returns the summary (also when some runs fail)."""
     if executor not in ("local", "dask"):
         raise ValueError(f"executor: expected 'local' or 'dask', got {executor!r}")
+    if executor == "dask" and scheduler is not None:
+        check_scheduler_address(scheduler)  # before any run trains (cuda runs come first)
     summary = Summary(
         skipped=len(plan.done),
         stored_failed=sum(plan.status.get(s.run_id) == "failed" for s in plan.done),
@@ -121,21 +174,34 @@ def run_plan(plan: Plan, *, executor: str = "local", workers: int | None = None,
              for s in plan.todo]  # fmt: skip
 
     def on_done(record: RunRecord, curves) -> None:
-        write_run(plan.results_dir, record, curves)
+        point = points[record.run_id]
+        try:
+            with deferred_stop():
+                write_run(plan.results_dir, record, curves)
+        except OSError as err:  # full or read-only disk: keep going, the next may succeed
+            summary.unstored.append((record.run_id, point, describe(err)))
+            _warn(f"run {record.run_id} ({point}) finished {record.status} but could not be "
+                  f"stored: {describe(err)}")  # fmt: skip
+            if on_progress is not None:
+                on_progress(record, summary)
+            return
         if record.status in ("ok", "diverged") and not keep_checkpoints:
-            remove_checkpoints(plan.results_dir, record.run_id)
+            try:
+                remove_checkpoints(plan.results_dir, record.run_id)
+            except OSError as err:  # the run is stored; its checkpoints only take space
+                _warn(f"run {record.run_id}: could not remove its checkpoints: {describe(err)}")
         if record.status == "ok":
             summary.ok += 1
         elif record.status == "diverged":
             summary.diverged += 1
-            summary.failures.append((record.run_id, points[record.run_id], record.error))
+            summary.failures.append((record.run_id, point, record.error))
         else:
             summary.failed += 1
-            summary.failures.append((record.run_id, points[record.run_id], record.error))
+            summary.failures.append((record.run_id, point, record.error))
         if on_progress is not None:
             on_progress(record, summary)
 
-    plan.results_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(plan.results_dir)
     on_gpu = [t for t in tasks if t.config.get("backend") == "cuda"]
     tasks = [t for t in tasks if t.config.get("backend") != "cuda"]
     if on_gpu:  # in this process: one launch trains each group of runs that share shapes

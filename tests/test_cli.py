@@ -77,6 +77,26 @@ def test_demo_bad_options_exit_2(runner, args, option):
     assert len(error_lines) == 1 and option in error_lines[0], result.output
 
 
+def test_demo_choices_are_the_librarys(runner):
+    """The CLI spells them to load without Numba (rnnfast.cli.DEMO_BACKENDS)."""
+    from rnnfast.api import BACKENDS  # noqa: PLC0415
+    from rnnfast.cli import DEMO_BACKENDS  # noqa: PLC0415
+    from rnnfast.params import GATES, NONLINEARITIES  # noqa: PLC0415
+
+    params = {p.name: p for p in main.commands["demo"].params}
+    assert list(params["backend"].type.choices) == sorted(BACKENDS) == list(DEMO_BACKENDS)
+    assert list(params["cell"].type.choices) == sorted(GATES)
+    assert list(params["nonlinearity"].type.choices) == list(NONLINEARITIES)
+
+
+def test_data_lists_the_data_sets(runner):
+    result = runner.invoke(main, ["data", "--help"])
+    assert result.exit_code == 0
+    assert "mnist" in result.output and "Download MNIST" in result.output
+    result = runner.invoke(main, ["data", "mnist", "--help"])
+    assert result.exit_code == 0 and "rnnfast data mnist --from DIR" in result.output
+
+
 def test_unknown_command_exit_2(runner):
     result = runner.invoke(main, ["nope"])
     assert result.exit_code == 2
@@ -86,7 +106,7 @@ def test_readme_quick_start_matches_ci():
     """The README's test command is exactly the one .ci/run runs."""
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
-    match = re.search(r'pip install "\.\[test,dask,cuda\]" && ([^#\n]+)', readme)
+    match = re.search(r'pip install "\.\[test\]" && ([^#\n]+)', readme)
     assert match, "README quick start lost its test command"
     test_command = match.group(1).strip().strip("`")
     assert test_command in ci

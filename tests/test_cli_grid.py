@@ -10,6 +10,7 @@ Each `run grid` starts a worker pool (about a second once Numba's cache is warm)
 assertions are grouped into few invocations.
 """
 
+import errno
 import json
 import math
 import os
@@ -645,3 +646,83 @@ def test_check_without_a_results_directory_is_one_line(finished_grid, tmp_path):
     assert r.output.strip().splitlines() == [
         f"Error: {tmp_path / 'nothing'}: no such directory (run the grid first, or give --results)"
     ]
+
+
+# ---------------------------------------------------------------- a store that cannot be written
+
+# (paths no directory can have, such as a name too long, are refused earlier, by check_path)
+UNWRITABLE = {"runs is a file": "File exists", "read-only file system": "Read-only file system"}
+if os.geteuid() != 0:  # root writes through a read-only mode
+    UNWRITABLE["read-only directory"] = "Permission denied"
+
+
+@pytest.mark.parametrize("how", sorted(UNWRITABLE))
+def test_unwritable_results_directory_is_one_line_exit_2_before_training(tmp_path, monkeypatch,
+                                                                         how):  # fmt: skip
+    import rnnfast.runner  # noqa: PLC0415
+
+    monkeypatch.setattr(rnnfast.runner, "run_local", lambda *a, **k: pytest.fail("trained"))
+    f = write(tmp_path / "tiny.toml", GRID_2x2)
+    res = tmp_path / "res"
+    res.mkdir()
+    if how == "runs is a file":
+        write(res / "runs", "")
+    elif how == "read-only directory":
+        res.chmod(0o500)
+    else:
+
+        def read_only(*args, dir, **kwargs):
+            raise OSError(errno.EROFS, "Read-only file system", f"{dir}/probe")
+
+        monkeypatch.setattr(rnnfast.runner.tempfile, "mkstemp", read_only)
+    r = invoke("run", "grid", f, "--results", res)
+    assert r.exit_code == 2
+    line = one_line_error(r.output)
+    assert line.startswith(f"Error: cannot write the results directory {res}: {res}/runs")
+    assert UNWRITABLE[how] in line
+    assert not (res / "driver.lock").exists()  # refused before the lock, too
+
+
+def test_a_run_that_cannot_be_stored_is_reported_and_the_others_are_kept(tmp_path, monkeypatch):
+    """The first write fails as on a full disk: one line names the run and the error, the
+    runs in flight and after it are stored, the summary lists it, exit 1; its checkpoint
+    stays, and the next `run grid` resumes and stores it."""
+    import rnnfast.runner  # noqa: PLC0415
+    from rnnfast.grid import format_point  # noqa: PLC0415
+
+    grid = GRID_2x2.replace("num_steps = 5", "num_steps = 5\nepochs = 2\ncheckpoint_every = 10")
+    f = write(tmp_path / "tiny.toml", grid)
+    res = tmp_path / "res"
+    real_write, lost = rnnfast.runner.write_run, []
+
+    def full_disk(results_dir, record, curves):
+        if lost:
+            return real_write(results_dir, record, curves)
+        lost.append(record.run_id)
+        raise OSError(errno.ENOSPC, "No space left on device", f"{results_dir}/runs/x.tmp")
+
+    monkeypatch.setattr(rnnfast.runner, "write_run", full_disk)
+    r = invoke("run", "grid", f, "--results", res, "--workers", 2)
+    assert r.exit_code == 1, r.output
+    assert "Traceback" not in r.output
+    (run_id,) = lost
+    point = format_point(next(s.point for s in load_grid(f).points() if s.run_id == run_id))
+    why = f"{res}/runs/x.tmp: No space left on device (free some space or choose another directory)"
+    assert f"rnnfast: run {run_id} ({point}) finished ok but could not be stored: {why}" in (
+        r.stderr.splitlines())  # fmt: skip
+    assert r.stdout.splitlines() == [
+        "3 ok, 0 diverged, 0 failed, 0 already done; 1 could not be stored (run the grid again "
+        "once the results directory can be written)",
+        f"  {run_id} ({point}): not stored: {why}",
+    ]
+    ids = ids_of(f)
+    assert status_of(res) == {i: "ok" for i in ids if i != run_id}
+    # only the unstored run keeps its checkpoints (the stored ones' are removed)
+    assert {p.name.split(".")[0] for p in (res / "checkpoints").glob("*.npz")} == {run_id}
+
+    monkeypatch.setattr(rnnfast.runner, "write_run", real_write)
+    r = invoke("run", "grid", f, "--results", res, "--workers", 1)
+    assert r.exit_code == 0, r.output
+    assert "1 ok, 0 diverged, 0 failed, 3 already done" in r.stdout
+    assert status_of(res) == dict.fromkeys(sorted(ids), "ok")
+    assert read_run(res, run_id)[0].provenance["resumed"]["update"] > 0

@@ -2,21 +2,16 @@
 fixtures recorded before tasks became plug-ins (tests/curve_configs.py says how they were made).
 """
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from curve_configs import CONFIGS
+from data_paths import data_dir, missing
 
 import rnnfast
 
 FIXTURES = Path(__file__).with_name("fixtures") / "curves.npz"
-
-
-def _mnist_available() -> bool:
-    root = os.environ.get("RNNFAST_DATA")
-    return root is not None and (Path(root) / "mnist").is_dir()
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +23,10 @@ def saved():
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_curve_is_bit_identical(name, saved):
     cfg = CONFIGS[name]
-    if cfg["task"] == "mnist" and not _mnist_available():
-        pytest.skip("MNIST: set RNNFAST_DATA to a folder holding mnist/ (CI does)")
+    if cfg["task"] == "mnist":
+        if not data_dir("mnist").is_dir():
+            pytest.skip(f"MNIST: {missing('mnist')}")
+        cfg = {**cfg, "data_dir": str(data_dir("mnist"))}  # where: not part of the results
     res = rnnfast.train(cfg)
     c = res.curves
     np.testing.assert_array_equal(c["step"].to_numpy(), saved[f"{name}|step"])

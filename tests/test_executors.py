@@ -12,10 +12,13 @@ can import this module to unpickle it.
 
 import math
 import os
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
+from time import perf_counter
 
 import numpy as np
 import pytest
@@ -23,7 +26,15 @@ from click.testing import CliRunner
 
 from rnnfast.cli import main
 from rnnfast.config import resolve
-from rnnfast.executors import Task, default_threads, execute, run_dask, run_local
+from rnnfast.executors import (
+    DASK_CONNECT_S,
+    Task,
+    check_scheduler_address,
+    default_threads,
+    execute,
+    run_dask,
+    run_local,
+)
 from rnnfast.grid import load_grid
 from rnnfast.store import load_results, status_of, write_run
 
@@ -270,3 +281,55 @@ def test_cli_run_grid_dask_local_cluster(tmp_path, distributed):
     assert (runs["prov.numba_threads"] == threads).all()
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0 and "4 already done" in r.stdout, r.output
+
+
+# ---------------------------------------------------------------- dask: a bad scheduler address
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:8786", "127.0.0.1:8786", "tls://host:1",
+                                     "tcp://[::1]:8786"])  # fmt: skip
+def test_check_scheduler_address_accepts(address, distributed):
+    check_scheduler_address(address)
+
+
+@pytest.mark.parametrize(
+    "address, why",
+    [("nonsense", "missing port number in address 'nonsense'"),
+     ("tcp://host", "missing port number in address 'host'"),
+     ("tcp://host:port", "invalid literal for int() with base 10: 'port'"),
+     ("tcp://host:70000", "expected HOST:PORT"),
+     ("foo://host:1", "unknown protocol 'foo'; known: inproc, tcp, tls")],  # and others
+)  # fmt: skip
+def test_malformed_scheduler_address_is_one_line_exit_2_at_once(tmp_path, distributed,
+                                                                address, why):  # fmt: skip
+    f = tmp_path / "g.toml"
+    f.write_text(GRID)
+    res = tmp_path / "res"
+    r = CliRunner().invoke(main, ["run", "grid", str(f), "--results", str(res),
+                                  "--executor", "dask", "--scheduler", address])  # fmt: skip
+    assert r.exit_code == 2
+    (line,) = r.output.splitlines()
+    assert line.startswith(f"Error: scheduler {address!r}: expected a Dask scheduler address "
+                           f"such as tcp://HOST:8786 ({why}")  # fmt: skip
+    assert line.endswith(")")
+    assert not res.exists()  # refused before anything was made or trained
+
+
+def test_unreachable_scheduler_fails_within_seconds_in_one_line_exit_1(tmp_path, distributed):
+    """A subprocess, so that anything Dask logs to the real stderr is seen too."""
+    f = tmp_path / "g.toml"
+    f.write_text(GRID)
+    res = tmp_path / "res"
+    t0 = perf_counter()
+    r = subprocess.run([sys.executable, "-m", "rnnfast", "run", "grid", str(f), "--results",
+                        str(res), "--executor", "dask", "--scheduler", "tcp://127.0.0.1:1"],
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    elapsed = perf_counter() - t0
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.splitlines() == [
+        f"dask-grid: 4 to run, 0 already done -> {res}",
+        f"Error: dask scheduler tcp://127.0.0.1:1: no answer within {DASK_CONNECT_S} s; start "
+        "it (`dask scheduler`) or check the address",
+    ]
+    assert elapsed < DASK_CONNECT_S + 10  # the imports, then the connection timeout
+    assert status_of(res) == {}

@@ -513,3 +513,29 @@ def test_duplicate_check_is_linear_10_000_values_under_a_second(tmp_path):
         _axis("seed", schema("dependency")["seed"], values + [7])
     with pytest.raises(GridError, match=r"\[grid\] seed: expected distinct values, got 1 twice"):
         grid_of(tmp_path, BASE.replace("seed = [0, 1, 2]", "seed = [0, 1, 2, 1]"))
+
+
+# ---- diverge_above: in a run's identity only when set ----------------------------------------
+
+
+def test_run_ids_are_those_from_before_diverge_above_existed():
+    # computed by rnnfast at commit e9ca9ad, before the key: stored runs keep their ids
+    before = {"dependency": "5c2075541af11a19", "addition": "05013c7538fc23f7"}
+    for task, rid in before.items():
+        assert run_id(resolve({"task": task})) == rid
+        assert run_id(resolve({"task": task, "diverge_above": None})) == rid
+        assert run_id(resolve({"task": task, "diverge_above": 10})) != rid
+
+
+def test_diverge_above_as_an_axis_and_its_bad_values(tmp_path):
+    g = grid_of(tmp_path, BASE.replace("seed = [0, 1, 2]", "diverge_above = [2, 10.0]"))
+    assert g.axes["diverge_above"] == [2.0, 10.0]
+    assert len(set(ids(g))) == 8
+    plain = ids(grid_of(tmp_path, BASE.replace("seed = [0, 1, 2]", "")))
+    assert not set(plain) & set(ids(g))
+    with pytest.raises(GridError) as err:
+        grid_of(tmp_path, BASE.replace("[fixed]", "[fixed]\ndiverge_above = 1"))
+    assert str(err.value) == (
+        f"{tmp_path / 'g.toml'}: [fixed] diverge_above: expected a number > 1 (a multiple of "
+        "the starting loss), or none, got 1"
+    )

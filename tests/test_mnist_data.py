@@ -1,8 +1,9 @@
 """MNIST data: locating, loading and checking, installing from a directory, downloading.
 
-Real-data tests use ../shared/data/mnist (the official files; CI has them) and are skipped only
-when it is absent. Everything else runs on tiny IDX files written here; downloads come from
-file:// and local http:// mirrors, with the checksums overridden for the tiny files.
+Real-data tests use the official files in $RNNFAST_DATA/mnist, else ../shared/data/mnist (CI
+has them; tests/data_paths.py), and are skipped only when both are absent. Everything else runs
+on tiny IDX files written here; downloads come from file:// and local http:// mirrors, with
+the checksums overridden for the tiny files.
 """
 
 import functools
@@ -12,10 +13,10 @@ import http.server
 import shutil
 import sys
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
+from data_paths import SHARED, data_dir, missing
 
 from rnnfast.tasks import mnist_data
 from rnnfast.tasks.idx import encode_idx, read_idx, write_idx
@@ -29,9 +30,9 @@ from rnnfast.tasks.mnist_data import (
     payload_sha256,
 )
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+REAL = data_dir("mnist")
 HAVE_REAL = all((REAL / (f.name + ".gz")).is_file() for f in FILES.values())
-needs_real = pytest.mark.skipif(not HAVE_REAL, reason=f"official MNIST files not in {REAL}")
+needs_real = pytest.mark.skipif(not HAVE_REAL, reason=f"official MNIST files: {missing('mnist')}")
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -378,3 +379,15 @@ def test_download_no_mirrors(tmp_path):
 def test_mirrors_are_the_standard_ones():
     assert mnist_data.MIRRORS[0] == "https://ossci-datasets.s3.amazonaws.com/mnist/"
     assert all(m.endswith("/") for m in mnist_data.MIRRORS)
+
+
+def test_the_tests_find_real_data_through_rnnfast_data_as_rnnfast_does(tmp_path, monkeypatch):
+    """tests/data_paths.py: $RNNFAST_DATA/mnist when it exists, else the shared copy."""
+    own = tmp_path / "data" / "mnist"
+    own.mkdir(parents=True)
+    monkeypatch.setenv("RNNFAST_DATA", str(tmp_path / "data"))
+    assert data_dir("mnist") == own == locate()
+    monkeypatch.setenv("RNNFAST_DATA", str(tmp_path / "elsewhere"))  # no mnist/ there
+    assert data_dir("mnist") == SHARED / "mnist"
+    monkeypatch.setenv("RNNFAST_DATA", "")  # empty means unset
+    assert data_dir("mnist") == SHARED / "mnist"

@@ -4,13 +4,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from data_paths import data_dir, missing
 
 from rnnfast.cpu._train import fill_batch
 from rnnfast.seqdata import Form, Split, batch_order
 from rnnfast.tasks import mnist
 from rnnfast.tasks.mnist_data import load_mnist
 
-MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+MNIST_DIR = data_dir("mnist")
 
 
 def synthetic(n_train=30, n_test=7, seed=0):
@@ -152,7 +153,7 @@ def test_validate():
 @pytest.fixture(scope="module")
 def real_data():
     if not MNIST_DIR.is_dir():
-        pytest.skip(f"MNIST not found at {MNIST_DIR}")
+        pytest.skip(f"MNIST: {missing('mnist')}")
     return load_mnist(MNIST_DIR)
 
 
