@@ -8,28 +8,22 @@ loop's serial or chunked variant depends on them), so every worker loads it from
 in about a second. Runs whose kernels differ (another dtype, task or variant) still compile in
 their worker, as before.
 
-While the driver compiles the training loop (a cache miss: it is cold), a second process
-compiles what the loop's backward half calls (rnnfast.cpu._train.compile_backward_half),
-and the evaluation loop, into the cache, from which the driver then loads them: the loop's
-callees compile on both cores (measured, dependency 5x4 on 2 cores: 44 s -> 31 s).
-
 compile_notice() prints "compiling kernels for first use (about N s)" on stderr when an
 rnnfast kernel really compiles (Numba's "numba:compile" event fires on a cache miss only), so
 a warm cache stays quiet.
 """
 
 import contextlib
-import multiprocessing
-import os
 import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 # Cold compile of one run's kernels, measured on the 2-core development machine (Numba
-# 0.68, idle): the fused training loop (rnnfast.cpu._train, serial variant) and, for tasks
-# with validation or test splits, the evaluation loop that shares most of its callees.
-LOOP_SECONDS = 35
-EVALUATE_SECONDS = 10
+# 0.68, idle): the fused training loop (rnnfast.cpu._train, serial variant; 38-43 s for
+# dependency 5x4) and, for tasks with validation or test splits, the evaluation loop after it
+# (5 s: it shares the loop's compiled callees).
+LOOP_SECONDS = 40
+EVALUATE_SECONDS = 5
 
 
 def estimate(evaluates: bool) -> int:
@@ -76,55 +70,6 @@ def compile_notice(seconds: int, stream=None):
     return _on_compile(lambda fn: fn.__module__.startswith("rnnfast."), say)
 
 
-def _is_training_loop(fn) -> bool:
-    return fn.__module__ == "rnnfast.cpu._train" and fn.__qualname__.endswith(".updates")
-
-
-@contextlib.contextmanager
-def _second_process(config: dict[str, Any], threads: int | None) -> Iterator[None]:
-    """While active: when the training loop starts compiling, a second process compiles its
-    backward half's callees (and the evaluation loop); stopped at the end (its work is in the
-    cache by then, or no longer needed)."""
-    procs = []
-
-    def start() -> None:
-        if (os.cpu_count() or 1) < 2:
-            return
-        ctx = multiprocessing.get_context("spawn")
-        proc = ctx.Process(target=_compile_second_half, args=(config, threads), daemon=True)
-        proc.start()
-        procs.append(proc)
-
-    try:
-        with _on_compile(_is_training_loop, start):
-            yield
-    finally:
-        for proc in procs:
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join()
-
-
-def _compile_second_half(config: dict[str, Any], threads: int | None) -> None:
-    """The second process: the same run's setup, then the loop's backward half and the
-    evaluation loop, compiled into the cache and not run."""
-    from rnnfast.config import resolve  # noqa: PLC0415
-    from rnnfast.cpu._train import compile_backward_half  # noqa: PLC0415
-    from rnnfast.cpu.trainer import CpuTrainer, _dealt  # noqa: PLC0415
-    from rnnfast.executors import thread_limits  # noqa: PLC0415
-    from rnnfast.run_setup import RunSetup  # noqa: PLC0415
-
-    with thread_limits(threads):
-        tr = CpuTrainer(RunSetup(resolve(config)))
-        s, b = tr.setup, tr.buf
-        data = _dealt(s.epoch_data(1), tr.nchunks)
-        compile_backward_half(s.model, s.form_vec, s.theta, s.woff, tr.optim, data, b.state,
-                              b.work, tr.nchunks)  # fmt: skip
-        if s.data.evaluations:
-            tr.evaluate(0, n_updates=0)
-
-
 def warm_up(tasks: Iterable[Any], stream=None) -> None:
     """Compile (or load from the cache) the kernels of the first CPU task (an
     rnnfast.executors.Task) in this process, as its worker would."""
@@ -151,8 +96,7 @@ def warm_up_config(config: dict[str, Any], threads: int | None = None, stream=No
         check_memory(cfg, None)
         with thread_limits(threads):
             setup = RunSetup(cfg)
-            seconds = estimate(bool(setup.data.evaluations))
-            with compile_notice(seconds, stream), _second_process(config, threads):
+            with compile_notice(estimate(bool(setup.data.evaluations)), stream):
                 CpuTrainer(setup).warm_up()
     except Exception:  # noqa: BLE001, S110  (the run reports it, in its own record)
         pass

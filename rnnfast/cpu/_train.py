@@ -299,42 +299,7 @@ def _fused_loops(chunked):
                 counted += 1
         return loss_sum, correct, counted
 
-    @njit(cache=True, error_model="numpy")
-    def backward_half(model, form, theta, woff, opt, data, state, work, u0, n_updates, step0,
-                      losses, errors, nchunks):  # fmt: skip
-        # updates' backward calls alone, with updates' own argument expressions (so the same
-        # types): compiled in a second process while updates compiles, it caches the callees
-        # updates then loads (rnnfast.warmup). Never called for its result.
-        cell, act, L, D, T, B, I0, H, C, wo, bo = model
-        if chunked:
-            X, hist, Lh, dO, acc = train_views_chunks(L, D, T, B, I0, H, work.saved,
-                                                      work.scratch)  # fmt: skip
-        else:
-            X, hist, Lh, dO, acc = train_views(cell, L, D, T, B, I0, H, work.saved, work.scratch)
-        head_mode = form[F_HEAD]
-        ncols = T * B if head_mode == HEAD_ALL else B
-        embed = form[F_INPUTS] == IN_EMBED
-        for k in range(n_updates):
-            u = u0 + k
-            lens = batch_lengths(form, data, u, B, work.lens)
-            if chunked:
-                train_backward_chunks(cell, act, L, D, T, B, I0, H, theta, woff, work.saved,
-                                      work.scratch, nchunks, state.dh_n, state.dc_n,
-                                      work.dtheta, state.dh0, state.dc0,
-                                      work.dx3 if embed else work.dx3[:0], lens)  # fmt: skip
-            else:
-                train_backward(cell, act, L, D, T, B, I0, H, theta, woff, work.saved,
-                               work.scratch, state.dh_n, state.dc_n, work.dtheta, state.dh0,
-                               state.dc0, work.dX if embed else work.dX[:0], lens)  # fmt: skip
-            loss, err = head_loss(form[F_TARGETS], C, ncols, form[F_SUM], work.Z, work.y_class,
-                                  work.y_real, work.dZ, work.m, work.s, lens, B)  # fmt: skip
-            head_backward(Lh, D, T, B, H, C, head_mode, theta, wo, bo, hist, work.dZ,
-                          work.dtheta, dO, acc)  # fmt: skip
-            clip_grad_norm(work.dtheta, opt.clip)
-            optim_step(opt.code, opt.hyper, step0 + k + 1, theta, work.dtheta, opt.s1, opt.s2)
-        return n_updates
-
-    return updates, evaluate, backward_half
+    return updates, evaluate
 
 
 _SERIAL = _fused_loops(False)
@@ -367,14 +332,6 @@ def train_updates(
     finite: that update's loss is recorded and the parameters are left before it)."""
     return _loops(model, nchunks)[0](model, form, theta, woff, opt, data, state, work, u0,
                                      n_updates, step0, losses, errors, nchunks)  # fmt: skip
-
-
-def compile_backward_half(model, form, theta, woff, opt, data, state, work, nchunks):
-    """Compile (or load) what an update's backward half calls, with train_updates's argument
-    types, and run nothing (rnnfast.warmup does this in a second process)."""
-    nothing = np.zeros(0)
-    _loops(model, nchunks)[2](model, form, theta, woff, opt, data, state, work, 0, 0, 0,
-                              nothing, nothing, nchunks)  # fmt: skip
 
 
 def evaluate(model, form, theta, woff, data, n_updates, n_valid, state, work, nchunks):
