@@ -19,10 +19,11 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 # Cold compile of one run's kernels, measured on the 2-core development machine (Numba
-# 0.68, idle): the fused training loop (rnnfast.cpu._train, serial variant; 38-43 s for
-# dependency 5x4) and, for tasks with validation or test splits, the evaluation loop after it
-# (5 s: it shares the loop's compiled callees).
-LOOP_SECONDS = 40
+# 0.68, idle): the fused training loop (rnnfast.cpu._train, serial variant; 31-36 s for
+# dependency 5x4, about 35 s of `rnnfast run grid` on its Quick start grid) and, for tasks
+# with validation or test splits, the evaluation loop after it (5 s: it shares the loop's
+# compiled callees).
+LOOP_SECONDS = 35
 EVALUATE_SECONDS = 5
 
 
