@@ -43,6 +43,7 @@ from rnnfast.grid import Grid, RunSpec, format_point
 from rnnfast.oserrors import describe
 from rnnfast.stopping import deferred_stop
 from rnnfast.store import RunRecord, status_of, write_run
+from rnnfast.warmup import warm_up
 
 
 class ResultsDirError(Exception):
@@ -207,6 +208,7 @@ def run_plan(plan: Plan, *, executor: str = "local", workers: int | None = None,
     if on_gpu:  # in this process: one launch trains each group of runs that share shapes
         run_cuda(on_gpu, on_done)
     if tasks and executor == "local":
+        warm_up(tasks)  # compile the kernels here once, not in every worker at once
         run_local(tasks, n, on_done)
     elif tasks:
         run_dask(tasks, on_done, scheduler=scheduler, workers=workers)

@@ -401,31 +401,46 @@ def train_sizes(cell, L, D, T, B, I0, H, nchunks):
     return nx + ntop + ns, ndo + nacc + nsc
 
 
+# Each of the loop's steps below comes as a serial and a chunked function, not one with a
+# branch on nchunks: a compiled loop calls one set (rnnfast/cpu/_train.py compiles a serial and
+# a chunked loop), so a serial run does not compile the parallel drivers (measured, dependency
+# 5x4: 88 s of a cold compile, of which the chunked path was 40 s). The serial ones are
+# inlined into the loop (one compiled layer less above forward_layers and backward_layers:
+# Numba optimises and emits a callee's code again in every caller's module).
+
+
+@njit(cache=True, inline="always")
+def train_views(cell, L, D, T, B, I0, H, saved, scratch):
+    """(X, hist, Lh, dO, acc): the input (I0, TB), the history (Lh = L layers), dO (D, H, TB)
+    and 64 lanes for the head, in the serial buffers (laid out by buffer_offsets)."""
+    so, co = buffer_offsets(cell, L, D, T, B, I0, H)
+    X, hist, _, _, _, _ = split_saved(saved, so)
+    dO, _, work = split_scratch(scratch, co)
+    return X, hist, L, dO, work[5]
+
+
 @njit(cache=True)
-def train_views(cell, L, D, T, B, I0, H, saved, scratch, nchunks):
-    """(X, hist, Lh, dO, acc): the input (I0, TB), a history whose last layer is the top one
-    (Lh layers: L, or 1 for the chunks' top copy), dO (D, H, TB) and 64 lanes for the head."""
-    if num_chunks(nchunks, B) == 1:
-        so, co = buffer_offsets(cell, L, D, T, B, I0, H)
-        X, hist, _, _, _, _ = split_saved(saved, so)
-        dO, _, work = split_scratch(scratch, co)
-        return X, hist, L, dO, work[5]
+def train_views_chunks(L, D, T, B, I0, H, saved, scratch):
+    """train_views for the chunks' buffers: the history is the chunks' top copy (Lh = 1)."""
     nx, ntop, ndo, nacc = _train_heads(L, D, T, B, I0, H)
     return (saved[:nx], saved[nx : nx + ntop], 1, scratch[:ndo],
             scratch[ndo : ndo + nacc])  # fmt: skip
 
 
-@njit(cache=True, error_model="numpy")
-def train_forward(cell, act, L, D, T, B, I0, H, W, woff, h0, c0, saved, nchunks, lens):
-    """forward_layers on the fused loop's buffers (X filled; fills hist or top); lens as
+@njit(cache=True, inline="always")
+def train_forward(cell, act, L, D, T, B, I0, H, W, woff, h0, c0, saved, lens):
+    """forward_layers on the fused loop's serial buffers (X filled; fills hist); lens as
     forward_layers's."""
     GH = H * (4 if cell == CELL_LSTM else 3 if cell == CELL_GRU else 1)
-    if num_chunks(nchunks, B) == 1:
-        so, _ = buffer_offsets(cell, L, D, T, B, I0, H)
-        X, hist, chist, G, HN, TC = split_saved(saved, so)
-        forward_layers(cell, act, L, D, T, B, I0, H, GH, X, W, woff, h0, c0, hist, chist, G,
-                       HN, TC, 0, lens)  # fmt: skip
-        return
+    so, _ = buffer_offsets(cell, L, D, T, B, I0, H)
+    X, hist, chist, G, HN, TC = split_saved(saved, so)
+    forward_layers(cell, act, L, D, T, B, I0, H, GH, X, W, woff, h0, c0, hist, chist, G, HN, TC,
+                   0, lens)  # fmt: skip
+
+
+@njit(cache=True, error_model="numpy")
+def train_forward_chunks(cell, act, L, D, T, B, I0, H, W, woff, h0, c0, saved, nchunks, lens):
+    """train_forward in batch chunks (fills the top layer's history copy)."""
     nx, ntop, _, _ = _train_heads(L, D, T, B, I0, H)
     none3 = np.empty((0, 0, 0), W.dtype)
     forward_chunks(cell, act, L, D, T, B, I0, H, W, woff, h0, c0, saved[nx + ntop :], nchunks,
@@ -433,35 +448,42 @@ def train_forward(cell, act, L, D, T, B, I0, H, W, woff, h0, c0, saved, nchunks,
                    False)  # fmt: skip
 
 
-@njit(cache=True, error_model="numpy")
-def train_backward(cell, act, L, D, T, B, I0, H, W, woff, saved, scratch, nchunks, dh_n, dc_n,
-                   dW, dh0, dc0, dX, dx3, lens):  # fmt: skip
-    """backward_layers on the fused loop's buffers (dO filled by the head). The input
-    gradient (for an embedding) goes to dX (I0, TB) when serial, dx3 (T, B, I0) in chunks;
-    size 0 skips it."""
+@njit(cache=True, inline="always")
+def train_backward(cell, act, L, D, T, B, I0, H, W, woff, saved, scratch, dh_n, dc_n, dW, dh0,
+                   dc0, dX, lens):  # fmt: skip
+    """backward_layers on the fused loop's serial buffers (dO filled by the head). The input
+    gradient (for an embedding) goes to dX (I0, TB); size 0 skips it."""
     GH = H * (4 if cell == CELL_LSTM else 3 if cell == CELL_GRU else 1)
-    if num_chunks(nchunks, B) == 1:
-        so, co = buffer_offsets(cell, L, D, T, B, I0, H)
-        X, hist, chist, G, HN, TC = split_saved(saved, so)
-        dO, _, work = split_scratch(scratch, co)
-        backward_layers(cell, act, L, D, T, B, I0, H, GH, X, W, woff, hist, chist, G, HN, TC,
-                        dO, work, dh_n, dc_n, dW, dX, dh0, dc0, 0, lens)  # fmt: skip
-        return
+    so, co = buffer_offsets(cell, L, D, T, B, I0, H)
+    X, hist, chist, G, HN, TC = split_saved(saved, so)
+    dO, _, work = split_scratch(scratch, co)
+    backward_layers(cell, act, L, D, T, B, I0, H, GH, X, W, woff, hist, chist, G, HN, TC, dO,
+                    work, dh_n, dc_n, dW, dX, dh0, dc0, 0, lens)  # fmt: skip
+
+
+@njit(cache=True, error_model="numpy")
+def train_backward_chunks(cell, act, L, D, T, B, I0, H, W, woff, saved, scratch, nchunks, dh_n,
+                          dc_n, dW, dh0, dc0, dx3, lens):  # fmt: skip
+    """train_backward in batch chunks; the input gradient goes to dx3 (T, B, I0) (size 0
+    skips it)."""
     nx, ntop, ndo, nacc = _train_heads(L, D, T, B, I0, H)
     backward_chunks(cell, act, L, D, T, B, I0, H, W, woff, saved[nx + ntop :],
                     scratch[ndo + nacc :], nchunks, np.empty((0, 0, 0), W.dtype), scratch[:ndo],
                     dh_n, dc_n, dW, dx3, dh0, dc0, lens, False)  # fmt: skip
 
 
-@njit(cache=True, error_model="numpy")
-def train_final_states(cell, L, D, T, B, I0, H, saved, nchunks, h_n, c_n):
+@njit(cache=True, inline="always")
+def train_final_states(cell, L, D, T, B, I0, H, saved, h_n, c_n):
     """h_n (and c_n, lstm) after train_forward."""
-    if num_chunks(nchunks, B) == 1:
-        so, _ = buffer_offsets(cell, L, D, T, B, I0, H)
-        _, hist, chist, _, _, _ = split_saved(saved, so)
-        final_state_into(hist, L, D, T, B, H, h_n, 0)
-        if cell == CELL_LSTM:
-            final_state_into(chist, L, D, T, B, H, c_n, 0)
-        return
+    so, _ = buffer_offsets(cell, L, D, T, B, I0, H)
+    _, hist, chist, _, _, _ = split_saved(saved, so)
+    final_state_into(hist, L, D, T, B, H, h_n, 0)
+    if cell == CELL_LSTM:
+        final_state_into(chist, L, D, T, B, H, c_n, 0)
+
+
+@njit(cache=True)
+def train_final_states_chunks(cell, L, D, T, B, I0, H, saved, nchunks, h_n, c_n):
+    """h_n (and c_n, lstm) after train_forward_chunks."""
     nx, ntop, _, _ = _train_heads(L, D, T, B, I0, H)
     final_states_chunks(cell, L, D, T, B, I0, H, saved[nx + ntop :], nchunks, h_n, c_n)

@@ -91,7 +91,8 @@ def head_loss(
     abs_err = 0.0
     if loss_kind == TGT_CLASSES:
         # every loop below is element-wise over columns, so LLVM vectorises it
-        m[:] = Z[:ncols]
+        for k in range(ncols):
+            m[k] = Z[k]
         for c in range(1, C):
             zc = Z[c * ncols : (c + 1) * ncols]
             for k in range(ncols):

@@ -475,12 +475,14 @@ def backward_layers(
             if b_ih >= 0:
                 db[:] = 0
                 rowsum_acc(db, dGv, GH, TB, TB, acc)
-                dW[b_ih : b_ih + GH] += db
+                # element loops, not slice arithmetic (dW[a:b] += db): an array expression
+                # brings Numba's shape-check error path into every module linking this one
+                for r in range(GH):
+                    dW[b_ih + r] += db[r]
+                for r in range(2 * H if cell == CELL_GRU else GH):
+                    dW[b_hh + r] += db[r]
                 if cell == CELL_GRU:
-                    dW[b_hh : b_hh + 2 * H] += db[: 2 * H]
                     rowsum_acc(dW[b_hh + 2 * H :], dHNv, H, TB, TB, acc)
-                else:
-                    dW[b_hh : b_hh + GH] += db
         # gradient for the layer below (or x): W_ih^T @ dG, summed over directions
         for d in range(D):
             w_ih = woff[l * D + d, 0]
@@ -544,23 +546,22 @@ def _weight_grads(
     Il = I0 if l == 0 else D * H
     K = Il + H + (1 if b_ih >= 0 else 0)
     if l == 0:
-        Z[: I0 * TB] = X[: I0 * TB]
+        _copy_columns(X, 0, Z, 0, 1, 0, 0, I0 * TB)
     else:
         for dp in range(D):
             src = ((l - 1) * D + dp) * H * TB1 + (B if dp == 0 else 0)
-            for r in range(H):
-                Z[(dp * H + r) * TB : (dp * H + r + 1) * TB] = hist[src + r * TB1 :
-                                                                    src + r * TB1 + TB]  # fmt: skip
+            _copy_columns(hist, src, Z, dp * H * TB, H, TB1, TB, TB)
     hsrc = (l * D + d) * H * TB1 + (0 if d == 0 else B)  # h_{t-1} for t = 0..T-1
-    for r in range(H):
-        Z[(Il + r) * TB : (Il + r + 1) * TB] = hist[hsrc + r * TB1 : hsrc + r * TB1 + TB]
+    _copy_columns(hist, hsrc, Z, Il * TB, H, TB1, TB, TB)
     if b_ih >= 0:
         Z[(Il + H) * TB : (Il + H + 1) * TB] = 1.0
     gemm(0, 1, GH, K, TB, 1.0, dGv, TB, Z, TB, 0.0, dWc, K)
     for r in range(GH):
         row = dWc[r * K : (r + 1) * K]
-        dW[w_ih + r * Il : w_ih + (r + 1) * Il] += row[:Il]
-        dW[w_hh + r * H : w_hh + (r + 1) * H] += row[Il : Il + H]
+        for k in range(Il):
+            dW[w_ih + r * Il + k] += row[k]
+        for k in range(H):
+            dW[w_hh + r * H + k] += row[Il + k]
         if b_ih >= 0:
             dW[b_ih + r] += row[Il + H]
             dW[b_hh + r] += row[Il + H]

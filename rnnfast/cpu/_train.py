@@ -46,6 +46,7 @@ from rnnfast.codes import (
     IN_EMBED,
     IN_ONEHOT,
     IN_QUANTIZED,
+    M_B,
     MODE_SET,
     MODE_STREAM_TRUE,
     TGT_CLASSES,
@@ -54,9 +55,13 @@ from rnnfast.codes import (
 from rnnfast.cpu._chunks import (
     num_chunks,
     train_backward,
+    train_backward_chunks,
     train_final_states,
+    train_final_states_chunks,
     train_forward,
+    train_forward_chunks,
     train_views,
+    train_views_chunks,
 )
 from rnnfast.cpu._head import head_backward, head_forward, head_loss
 from rnnfast.optim import clip_grad_norm, optim_step
@@ -183,7 +188,130 @@ def _embedding_backward(form, data, u, T, B, I0, dX, dx3, nchunks, dtheta):
                 dtheta[e0 + i] += dX[i * TB + t * B + b] if serial else dx3[t, b, i]
 
 
-@njit(cache=True, error_model="numpy")
+def _fused_loops(chunked):
+    """The compiled loops (updates, evaluate) on serial buffers or on batch chunks.
+
+    `chunked` is a constant of the closure, so Numba prunes the other branch at each step
+    before typing it: a loop compiles (and links) one path only."""
+
+    @njit(cache=True, error_model="numpy")
+    def updates(model, form, theta, woff, opt, data, state, work, u0, n_updates, step0, losses,
+                errors, nchunks):  # fmt: skip
+        cell, act, L, D, T, B, I0, H, C, wo, bo = model
+        if chunked:
+            X, hist, Lh, dO, acc = train_views_chunks(L, D, T, B, I0, H, work.saved,
+                                                      work.scratch)  # fmt: skip
+        else:
+            X, hist, Lh, dO, acc = train_views(cell, L, D, T, B, I0, H, work.saved, work.scratch)
+        head_mode = form[F_HEAD]
+        ncols = T * B if head_mode == HEAD_ALL else B
+        embed = form[F_INPUTS] == IN_EMBED
+        for k in range(n_updates):
+            u = u0 + k
+            fill_batch(form, theta, data, u, T, B, I0, C, X, work.y_class, work.y_real)
+            lens = batch_lengths(form, data, u, B, work.lens)
+            if not form[F_CARRY]:
+                state.h[:] = 0
+                state.c[:] = 0
+            if chunked:
+                train_forward_chunks(cell, act, L, D, T, B, I0, H, theta, woff, state.h, state.c,
+                                     work.saved, nchunks, lens)  # fmt: skip
+            else:
+                train_forward(cell, act, L, D, T, B, I0, H, theta, woff, state.h, state.c,
+                              work.saved, lens)  # fmt: skip
+            head_forward(Lh, D, T, B, H, C, head_mode, theta, wo, bo, hist, work.Z)
+            loss, err = head_loss(form[F_TARGETS], C, ncols, form[F_SUM], work.Z, work.y_class,
+                                  work.y_real, work.dZ, work.m, work.s, lens, B)  # fmt: skip
+            losses[k] = loss
+            errors[k] = err
+            if not np.isfinite(loss):
+                return k
+            work.dtheta[:] = 0
+            head_backward(Lh, D, T, B, H, C, head_mode, theta, wo, bo, hist, work.dZ,
+                          work.dtheta, dO, acc)  # fmt: skip
+            if chunked:
+                train_backward_chunks(cell, act, L, D, T, B, I0, H, theta, woff, work.saved,
+                                      work.scratch, nchunks, state.dh_n, state.dc_n,
+                                      work.dtheta, state.dh0, state.dc0,
+                                      work.dx3 if embed else work.dx3[:0], lens)  # fmt: skip
+            else:
+                train_backward(cell, act, L, D, T, B, I0, H, theta, woff, work.saved,
+                               work.scratch, state.dh_n, state.dc_n, work.dtheta, state.dh0,
+                               state.dc0, work.dX if embed else work.dX[:0], lens)  # fmt: skip
+            if embed:
+                _embedding_backward(form, data, u, T, B, I0, work.dX, work.dx3, nchunks,
+                                    work.dtheta)  # fmt: skip
+            if form[F_CARRY]:
+                if chunked:
+                    train_final_states_chunks(cell, L, D, T, B, I0, H, work.saved, nchunks,
+                                              state.h, state.c)  # fmt: skip
+                else:
+                    train_final_states(cell, L, D, T, B, I0, H, work.saved, state.h, state.c)
+            clip_grad_norm(work.dtheta, opt.clip)
+            optim_step(opt.code, opt.hyper, step0 + k + 1, theta, work.dtheta, opt.s1, opt.s2)
+        return n_updates
+
+    @njit(cache=True, error_model="numpy")
+    def evaluate(model, form, theta, woff, data, n_updates, n_valid, state, work, nchunks):
+        cell, act, L, D, T, B, I0, H, C, wo, bo = model
+        if chunked:
+            X, hist, Lh, _, _ = train_views_chunks(L, D, T, B, I0, H, work.saved,
+                                                   work.saved[:0])  # fmt: skip
+        else:
+            X, hist, Lh, _, _ = train_views(cell, L, D, T, B, I0, H, work.saved, work.saved[:0])
+        head_mode = form[F_HEAD]
+        ncols = T * B if head_mode == HEAD_ALL else B
+        set_mode = form[F_MODE] == MODE_SET
+        loss_sum = 0.0
+        correct = 0
+        counted = 0
+        state.h[:] = 0
+        state.c[:] = 0
+        for u in range(n_updates):
+            fill_batch(form, theta, data, u, T, B, I0, C, X, work.y_class, work.y_real)
+            lens = batch_lengths(form, data, u, B, work.lens)
+            if set_mode:
+                state.h[:] = 0
+                state.c[:] = 0
+            if chunked:
+                train_forward_chunks(cell, act, L, D, T, B, I0, H, theta, woff, state.h, state.c,
+                                     work.saved, nchunks, lens)  # fmt: skip
+            else:
+                train_forward(cell, act, L, D, T, B, I0, H, theta, woff, state.h, state.c,
+                              work.saved, lens)  # fmt: skip
+            head_forward(Lh, D, T, B, H, C, head_mode, theta, wo, bo, hist, work.Z)
+            if not set_mode:
+                if chunked:
+                    train_final_states_chunks(cell, L, D, T, B, I0, H, work.saved, nchunks,
+                                              state.h, state.c)  # fmt: skip
+                else:
+                    train_final_states(cell, L, D, T, B, I0, H, work.saved, state.h, state.c)
+            for k in range(ncols):
+                b = k % B
+                if set_mode and u * B + b >= n_valid:
+                    continue  # a padded column of the last batch
+                if head_mode == HEAD_ALL and lens.size > 0 and k // B >= lens[b]:
+                    continue  # a padded step
+                lk, ok = _column_metrics(form[F_TARGETS], C, ncols, k, work.Z, work.y_class,
+                                         work.y_real)  # fmt: skip
+                loss_sum += lk
+                correct += ok
+                counted += 1
+        return loss_sum, correct, counted
+
+    return updates, evaluate
+
+
+_SERIAL = _fused_loops(False)
+_CHUNKED = _fused_loops(True)
+
+
+def _loops(model, nchunks):
+    """The loops for a call: chunked when the batch really runs in more than one chunk (the
+    buffers are laid out the same way: rnnfast.cpu._chunks.train_sizes)."""
+    return _CHUNKED if min(nchunks, int(model[M_B])) > 1 else _SERIAL
+
+
 def train_updates(
     model,  # int64 (cell, act, L, D, T, B, I0, H, C, wo, bo): rnnfast.codes M_* slots
     form,  # int64 rnnfast.codes F_* slots
@@ -202,45 +330,10 @@ def train_updates(
 ):
     """Runs updates u0 .. u0+n_updates-1; returns how many ran (fewer if a loss is not
     finite: that update's loss is recorded and the parameters are left before it)."""
-    cell, act, L, D, T, B, I0, H, C, wo, bo = model
-    X, hist, Lh, dO, acc = train_views(cell, L, D, T, B, I0, H, work.saved, work.scratch, nchunks)
-    head_mode = form[F_HEAD]
-    ncols = T * B if head_mode == HEAD_ALL else B
-    embed = form[F_INPUTS] == IN_EMBED
-    for k in range(n_updates):
-        u = u0 + k
-        fill_batch(form, theta, data, u, T, B, I0, C, X, work.y_class, work.y_real)
-        lens = batch_lengths(form, data, u, B, work.lens)
-        if not form[F_CARRY]:
-            state.h[:] = 0
-            state.c[:] = 0
-        train_forward(cell, act, L, D, T, B, I0, H, theta, woff, state.h, state.c, work.saved,
-                      nchunks, lens)  # fmt: skip
-        head_forward(Lh, D, T, B, H, C, head_mode, theta, wo, bo, hist, work.Z)
-        loss, err = head_loss(form[F_TARGETS], C, ncols, form[F_SUM], work.Z, work.y_class,
-                              work.y_real, work.dZ, work.m, work.s, lens, B)  # fmt: skip
-        losses[k] = loss
-        errors[k] = err
-        if not np.isfinite(loss):
-            return k
-        work.dtheta[:] = 0
-        head_backward(Lh, D, T, B, H, C, head_mode, theta, wo, bo, hist, work.dZ, work.dtheta,
-                      dO, acc)  # fmt: skip
-        train_backward(cell, act, L, D, T, B, I0, H, theta, woff, work.saved, work.scratch,
-                       nchunks, state.dh_n, state.dc_n, work.dtheta, state.dh0, state.dc0,
-                       work.dX if embed else work.dX[:0],
-                       work.dx3 if embed else work.dx3[:0], lens)  # fmt: skip
-        if embed:
-            _embedding_backward(form, data, u, T, B, I0, work.dX, work.dx3, nchunks,
-                                work.dtheta)  # fmt: skip
-        if form[F_CARRY]:
-            train_final_states(cell, L, D, T, B, I0, H, work.saved, nchunks, state.h, state.c)
-        clip_grad_norm(work.dtheta, opt.clip)
-        optim_step(opt.code, opt.hyper, step0 + k + 1, theta, work.dtheta, opt.s1, opt.s2)
-    return n_updates
+    return _loops(model, nchunks)[0](model, form, theta, woff, opt, data, state, work, u0,
+                                     n_updates, step0, losses, errors, nchunks)  # fmt: skip
 
 
-@njit(cache=True, error_model="numpy")
 def evaluate(model, form, theta, woff, data, n_updates, n_valid, state, work, nchunks):
     """Metrics of the current parameters over a split laid out like training data, in
     n_updates batches (set mode: order (U, B) with the last batch padded, of which the first
@@ -249,39 +342,8 @@ def evaluate(model, form, theta, woff, data, n_updates, n_valid, state, work, nc
     Returns (loss sum, correct, counted): the loss summed over targets (each per-step or
     per-sequence target once; the mean over the C outputs of reals), and for classes how many
     argmax predictions were right."""
-    cell, act, L, D, T, B, I0, H, C, wo, bo = model
-    X, hist, Lh, _, _ = train_views(cell, L, D, T, B, I0, H, work.saved, work.saved[:0], nchunks)
-    head_mode = form[F_HEAD]
-    ncols = T * B if head_mode == HEAD_ALL else B
-    set_mode = form[F_MODE] == MODE_SET
-    loss_sum = 0.0
-    correct = 0
-    counted = 0
-    state.h[:] = 0
-    state.c[:] = 0
-    for u in range(n_updates):
-        fill_batch(form, theta, data, u, T, B, I0, C, X, work.y_class, work.y_real)
-        lens = batch_lengths(form, data, u, B, work.lens)
-        if set_mode:
-            state.h[:] = 0
-            state.c[:] = 0
-        train_forward(cell, act, L, D, T, B, I0, H, theta, woff, state.h, state.c, work.saved,
-                      nchunks, lens)  # fmt: skip
-        head_forward(Lh, D, T, B, H, C, head_mode, theta, wo, bo, hist, work.Z)
-        if not set_mode:
-            train_final_states(cell, L, D, T, B, I0, H, work.saved, nchunks, state.h, state.c)
-        for k in range(ncols):
-            b = k % B
-            if set_mode and u * B + b >= n_valid:
-                continue  # a padded column of the last batch
-            if head_mode == HEAD_ALL and lens.size > 0 and k // B >= lens[b]:
-                continue  # a padded step
-            lk, ok = _column_metrics(form[F_TARGETS], C, ncols, k, work.Z, work.y_class,
-                                     work.y_real)  # fmt: skip
-            loss_sum += lk
-            correct += ok
-            counted += 1
-    return loss_sum, correct, counted
+    return _loops(model, nchunks)[1](model, form, theta, woff, data, n_updates, n_valid, state,
+                                     work, nchunks)  # fmt: skip
 
 
 @njit(cache=True, error_model="numpy")
