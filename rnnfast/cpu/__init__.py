@@ -133,7 +133,7 @@ def forward(spec: Spec, nonlinearity: str, params, x, h0, c0, lengths=None,
             out, h_n, c_n = forward_kernel(*args)
         else:
             with one_blas_thread():
-                pace = choice_for(("forward", spec, nonlinearity, T, B, nc))
+                pace = choice_for((spec, nonlinearity, T, B, nc))
                 out, h_n, c_n = pace.run(forward_kernel_chunks, *args, nc)
     except BaseException:
         POOL.give(saved)
@@ -161,7 +161,7 @@ def backward(spec: Spec, nonlinearity: str, params, data: _Saved, dout, dh_n, dc
             dW, dx, dh0, dc0 = backward_kernel(*args)
         else:
             with one_blas_thread():
-                pace = choice_for(("backward", spec, nonlinearity, T, B, nc))
+                pace = choice_for((spec, nonlinearity, T, B, nc))
                 dW, dx, dh0, dc0 = pace.run(backward_kernel_chunks, *args, nc)
     finally:
         POOL.give(scratch)

@@ -14,14 +14,17 @@ partial gradients are added) are fixed by the shapes and the thread count
 (rnnfast.cpu._split.split_chunks); on one thread (numba.set_num_threads(1) around the call)
 the same chunks run in turn. Only the time differs.
 
-Policy (one ThreadChoice per call site and shape): an exponential average of the seconds per
-unit of work (a call, or an update of the fused loop) for each mode; run the faster one; now
-and then run the other to see whether the machine changed (a probe). Probes are spaced so
-that they cost at most PROBE_SHARE of the time: after a probe that took p seconds the next
-comes no sooner than p / PROBE_SHARE seconds later, and no sooner than PROBE_GAP. A call
-that compiled (the first of each mode) is not measured. A stall of a few milliseconds on all
-threads moves the average past the one-thread time at once (ALPHA); a return to an idle
-machine takes a few fast probes, well under a second.
+Policy (one ThreadChoice per shape; a forward and its backward share it, so that they run
+in the same mode): an exponential average of the seconds per unit of work (a call, or an
+update of the fused loop) for each mode; run the faster one; now and then run the other to
+see whether the machine changed (a probe). A lost probe doubles the wait before the next one,
+from PROBE_GAP up to p / PROBE_SHARE after a probe that took p seconds, so that probing a
+descheduled thread costs at most about PROBE_SHARE of the time; a probe faster than the
+other mode's average resets the wait. The first calls of each mode may compile and are not
+measured. A time above the average counts as at most CLIP times it, so one hiccup of the
+machine moves the average by a bounded step (and a wrong flip is undone by the next probes,
+within about 0.1 s), while on a busy machine, where most calls on all threads wait for a
+descheduled one, two or three calls move it.
 """
 
 import time
@@ -30,32 +33,39 @@ import numba
 
 ALL, ONE = 0, 1  # modes: all Numba threads, the calling thread alone
 ALPHA = 0.3  # weight of the newest time in a mode's average
+ALPHA_DOWN = 0.5  # the same for a time below the average
+WARM_CALLS = 2  # first calls of each mode not measured (a forward and a backward may compile)
 PROBE_SHARE = 0.03  # at most this share of the time goes to probing the slower mode
 PROBE_GAP = 0.05  # seconds between probes at least
+CLIP = 8.0  # a measured time counts as at most CLIP times its mode's average
 
 
 class ThreadChoice:
     """Chooses the mode of each call at one call site and shape, from the times measured."""
 
-    __slots__ = ("mean", "seen", "next_probe")
+    __slots__ = ("mean", "seen", "next_probe", "losses")
 
     def __init__(self) -> None:
-        self.mean = [0.0, 0.0]  # seconds per unit in each mode (valid once seen > 1)
+        self.mean = [0.0, 0.0]  # seconds per unit in each mode (valid once measured)
         self.seen = [0, 0]  # calls run in each mode
         self.next_probe = 0.0  # perf_counter() time from which the slower mode may run again
+        self.losses = 0  # probes lost in a row
+
+    def measured(self, mode: int) -> bool:
+        return self.seen[mode] > WARM_CALLS
 
     def faster(self) -> int:
         """The mode with the lower average so far (ALL until both are measured)."""
-        if self.seen[ONE] < 2:
+        if not self.measured(ONE):
             return ALL
         return ONE if self.mean[ONE] < self.mean[ALL] else ALL
 
     def pick(self, now: float) -> int:
         """The mode of the next call: each mode measured first, then the faster one, or the
         slower one when a probe is due."""
-        if self.seen[ALL] < 2:
+        if not self.measured(ALL):
             return ALL
-        if self.seen[ONE] < 2:
+        if not self.measured(ONE):
             return ONE
         best = self.faster()
         return 1 - best if now >= self.next_probe else best
@@ -63,17 +73,29 @@ class ThreadChoice:
     def record(self, mode: int, seconds: float, units: int, now: float) -> None:
         """A call in `mode` took `seconds` for `units` units of work, ending at `now`."""
         self.seen[mode] += 1
-        if self.seen[mode] == 1:
+        if not self.measured(mode):
             return  # it may have compiled (or loaded) its kernels: not a measurement
-        per_unit = seconds / max(units, 1)
+        x = seconds / max(units, 1)
+        probe = self.measured(1 - mode) and mode != self.faster()
         prev = self.mean[mode]
-        self.mean[mode] = per_unit if self.seen[mode] == 2 else prev + ALPHA * (per_unit - prev)
-        if self.seen[ONE] >= 2 and mode != self.faster():  # a probe that lost: space the next
-            self.next_probe = now + max(PROBE_GAP, seconds / PROBE_SHARE)
+        if self.seen[mode] == WARM_CALLS + 1:
+            self.mean[mode] = x
+        elif x < prev:  # faster than thought: follow quickly (a wrong first estimate heals)
+            self.mean[mode] = prev + ALPHA_DOWN * (x - prev)
+        else:  # one hiccup of the machine moves the average by at most ALPHA * (CLIP - 1)
+            self.mean[mode] = prev + ALPHA * (min(x, CLIP * prev) - prev)
+        if not probe:
+            return
+        if x < self.mean[1 - mode]:  # the probe beat the incumbent: probe again soon
+            self.losses = 0
+        else:  # it lost: wait longer before the next one
+            self.losses += 1
+            backoff = PROBE_GAP * 2.0 ** min(self.losses - 1, 20)
+            self.next_probe = now + min(backoff, max(PROBE_GAP, seconds / PROBE_SHARE))
 
     def expected(self, mode: int) -> float | None:
         """Seconds per unit in `mode` so far, or None if not measured yet."""
-        return self.mean[mode] if self.seen[mode] > 1 else None
+        return self.mean[mode] if self.measured(mode) else None
 
     def run(self, fn, *args, units: int = 1):
         """fn(*args) in the mode picked now, timed and recorded."""
