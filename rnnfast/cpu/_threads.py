@@ -17,14 +17,15 @@ the same chunks run in turn. Only the time differs.
 Policy (one ThreadChoice per shape; a forward and its backward share it, so that they run
 in the same mode): an exponential average of the seconds per unit of work (a call, or an
 update of the fused loop) for each mode; run the faster one; now and then run the other to
-see whether the machine changed (a probe). A lost probe doubles the wait before the next one,
-from PROBE_GAP up to p / PROBE_SHARE after a probe that took p seconds, so that probing a
-descheduled thread costs at most about PROBE_SHARE of the time; a probe faster than the
-other mode's average resets the wait. The first calls of each mode may compile and are not
-measured. A time above the average counts as at most CLIP times it, so one hiccup of the
-machine moves the average by a bounded step (and a wrong flip is undone by the next probes,
-within about 0.1 s), while on a busy machine, where most calls on all threads wait for a
-descheduled one, two or three calls move it.
+see whether the machine changed (a probe). A lost probe doubles the wait before the next one
+(PROBE_GAP up to PROBE_MAX), and waits at least p / PROBE_SHARE after a probe that took p
+seconds, so that probing a descheduled thread costs at most about PROBE_SHARE of the time; a
+probe faster than the other mode's average resets the wait, and so does an incumbent
+overtaken by the other mode's average (it is checked again at once). The first calls of
+each mode may compile and are not measured. A time above the average counts as at most CLIP
+times it, so one hiccup of the machine moves the average by a bounded step (and a wrong flip
+is undone by the next probes, within about 0.1 s), while on a busy machine, where most calls
+on all threads wait for a descheduled one, two or three calls move it.
 """
 
 import time
@@ -37,6 +38,7 @@ ALPHA_DOWN = 0.5  # the same for a time below the average
 WARM_CALLS = 2  # first calls of each mode not measured (a forward and a backward may compile)
 PROBE_SHARE = 0.03  # at most this share of the time goes to probing the slower mode
 PROBE_GAP = 0.05  # seconds between probes at least
+PROBE_MAX = 1.0  # seconds: the longest wait after cheap lost probes
 CLIP = 8.0  # a measured time counts as at most CLIP times its mode's average
 
 
@@ -85,22 +87,25 @@ class ThreadChoice:
         else:  # one hiccup of the machine moves the average by at most ALPHA * (CLIP - 1)
             self.mean[mode] = prev + ALPHA * (min(x, CLIP * prev) - prev)
         if not probe:
+            if mode != self.faster():  # the incumbent just lost the lead: check it again soon
+                self.next_probe, self.losses = now, 0
             return
         if x < self.mean[1 - mode]:  # the probe beat the incumbent: probe again soon
             self.losses = 0
-        else:  # it lost: wait longer before the next one
+        else:  # it lost: wait longer before the next one, and long enough to cost little
             self.losses += 1
-            backoff = PROBE_GAP * 2.0 ** min(self.losses - 1, 20)
-            self.next_probe = now + min(backoff, max(PROBE_GAP, seconds / PROBE_SHARE))
+            backoff = min(PROBE_GAP * 2.0 ** min(self.losses - 1, 20), PROBE_MAX)
+            self.next_probe = now + max(backoff, seconds / PROBE_SHARE)
 
     def expected(self, mode: int) -> float | None:
         """Seconds per unit in `mode` so far, or None if not measured yet."""
         return self.mean[mode] if self.measured(mode) else None
 
-    def run(self, fn, *args, units: int = 1):
-        """fn(*args) in the mode picked now, timed and recorded."""
+    def run(self, fn, *args, units: int = 1, mode: int | None = None):
+        """fn(*args) in `mode` (default: the one picked now), timed and recorded."""
         t0 = time.perf_counter()
-        mode = self.pick(t0)
+        if mode is None:
+            mode = self.pick(t0)
         if mode == ALL:
             result = fn(*args)
         else:

@@ -112,11 +112,12 @@ class CpuTrainer:
             return train_updates(*args, u0, n, step0, losses, errors, nc)
         done = 0
         while done < n:
-            per_update = self.pace.expected(self.pace.faster())
+            mode = self.pace.pick(time.perf_counter())
+            per_update = self.pace.expected(mode)  # a probe's slice lasts SLICE_SECONDS too
             k = 1 if per_update is None else int(SLICE_SECONDS / per_update)  # 1: measure
             k = min(max(k, 1), n - done)
             ran = self.pace.run(train_updates, *args, u0 + done, k, step0 + done,
-                                losses[done:], errors[done:], nc, units=k)  # fmt: skip
+                                losses[done:], errors[done:], nc, units=k, mode=mode)  # fmt: skip
             done += ran
             if ran < k:  # a loss was not finite
                 break
