@@ -4,15 +4,11 @@ Marked slow where a run takes more than a few seconds; they still run in the def
 `python -m pytest -q` (deselect with -m "not slow").
 """
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from rnnfast.tasks import dependency
 from rnnfast.training import train
-
-MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 
 
 def dependency_run(**kw):

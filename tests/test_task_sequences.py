@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from data_paths import data_dir, missing
 
 import rnnfast
 from rnnfast.cli import main
@@ -16,7 +17,7 @@ from rnnfast.seqdata import Split
 from rnnfast.tasks.sequences import SequencesTask
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "experiments" / "data"
-VOWELS = Path(__file__).resolve().parents[2] / "shared" / "data" / "uea" / "JapaneseVowels"
+VOWELS = data_dir("uea") / "JapaneseVowels"
 SMALL = {"task": "sequences", "hidden_size": 8, "batch_size": 10, "epochs": 2, "dtype": "float64"}
 
 
@@ -227,7 +228,7 @@ def test_splits_of_other_lengths_pad_per_step_targets():
         splits_of({}, {"train": (x, y), "test": (xt[:, :, :1], yt)})
 
 
-@pytest.mark.skipif(not VOWELS.is_dir(), reason=f"{VOWELS} missing")
+@pytest.mark.skipif(not VOWELS.is_dir(), reason=missing("uea"))
 def test_japanese_vowels_files_keep_their_lengths():
     from rnnfast.tasks.uea_ts import read_ts  # noqa: PLC0415
 

@@ -1,23 +1,19 @@
 """The .ts reader: the real JapaneseVowels files, small well-formed files of each kind, and
 every rejection, each naming the file and the line."""
 
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from data_paths import data_dir, missing
 
 from rnnfast.tasks.uea_ts import TsData, read_ts
 
 REPO = Path(__file__).resolve().parents[1]
-VOWELS = (
-    Path(os.environ.get("RNNFAST_DATA", REPO.parent / "shared" / "data")) / "uea/JapaneseVowels"
-)
+VOWELS = data_dir("uea") / "JapaneseVowels"
 
-needs_vowels = pytest.mark.skipif(
-    not VOWELS.is_dir(), reason=f"{VOWELS} missing (set RNNFAST_DATA to a folder holding uea/)"
-)
+needs_vowels = pytest.mark.skipif(not VOWELS.is_dir(), reason=missing("uea"))
 
 
 def write(tmp_path, text, name="t.ts"):
