@@ -194,7 +194,7 @@ def run_one(
     """
     from rnnfast.config import parse_assignments, resolve  # noqa: PLC0415
     from rnnfast.training import train  # noqa: PLC0415
-    from rnnfast.warmup import warm_up_config  # noqa: PLC0415
+    from rnnfast.warmup import compile_notice, estimate  # noqa: PLC0415
 
     _set_memory_limit(memory_limit)
     try:
@@ -217,8 +217,10 @@ def run_one(
 
     try:
         with bar if show else contextlib.nullcontext():
-            warm_up_config(config)  # says so on stderr if the kernels compile
-            result = train(config, progress=progress if show else None)
+            # one line on stderr if the kernels compile (the run sets itself up once: its
+            # evaluations are not known here, so the estimate includes them)
+            with compile_notice(estimate(evaluates=True)):
+                result = train(config, progress=progress if show else None)
     except (ValueError, FileNotFoundError) as err:  # the config's data: bad input
         raise InputError(str(err)) from None
     except OverflowError as err:  # sizes whose products do not fit 64-bit integers

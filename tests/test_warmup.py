@@ -91,3 +91,26 @@ def test_warm_up_refuses_what_the_memory_guard_refuses(monkeypatch):
     monkeypatch.setattr(rnnfast.memory, "check", refuse)
     warmup.warm_up_config({"task": "dependency", "hidden_size": 20000})
     assert built == []
+
+
+def test_run_one_says_so_when_its_kernels_compile(monkeypatch):
+    """The notice wraps run one's training (which sets itself up once): a kernel compiled
+    while it trains gives the one line on stderr."""
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    import rnnfast.training  # noqa: PLC0415
+    from rnnfast.cli import main  # noqa: PLC0415
+
+    real = rnnfast.training.train
+
+    def train(config, **kw):
+        _jitted("rnnfast.fake")(1)  # as a cold cache would
+        return real(config, **kw)
+
+    monkeypatch.setattr(rnnfast.training, "train", train)
+    args = ["run", "one", "--task", "dependency", "sequence_length=4000", "batch_size=20",
+            "num_steps=5", "hidden_size=2"]  # fmt: skip
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    expected = f"compiling kernels for first use (about {warmup.estimate(True)} s)"
+    assert expected in r.stderr.splitlines()
