@@ -285,3 +285,16 @@ class Checkpoints:
         curve["metric"] = curve["metric"].astype(object)
         final = {str(n): float(v) for n, v in zip(names, values, strict=True)}
         return Resume(epoch, update, step, curve, losses, errors, arrays["loss_tail"], final, path)
+
+
+def position(path: Path) -> dict[str, Any] | None:
+    """A checkpoint's position {epoch, update, step} and write time, for listings: reads only
+    its metadata (the checksum is checked on resume), None if unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            meta = json.loads(str(f[META][()]))
+        pos = meta["position"]
+        return {"epoch": int(pos["epoch"]), "update": int(pos["update"]),
+                "step": int(pos["step"]), "time": path.stat().st_mtime}  # fmt: skip
+    except Exception:  # noqa: BLE001 - truncated, foreign, not a checkpoint: nothing to list
+        return None

@@ -440,7 +440,15 @@ def _load_grid(file: Path, overrides: tuple[str, ...] = (), **options):
 @click.option("--backend", type=click.Choice(["cpu", "cuda"]),
               help="Train every run on this backend (sets the config key; cuda: runs that "
               "share shapes train together, one launch per interval).")  # fmt: skip
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--rerun-stale", is_flag=True,
+              help="Rerun stored runs made by other code (another rnnfast version or edited "
+              "sources).")  # fmt: skip
+@click.option("--keep-checkpoints", is_flag=True,
+              help="Keep each finished run's last checkpoints (DIR/checkpoints/).")  # fmt: skip
+@click.option("--quiet", "-q", is_flag=True, help="No live progress.")
+@click.option("--progress-every", type=click.FloatRange(min=0.1), default=30.0,
+              show_default=True, metavar="SECONDS",
+              help="When stderr is not a terminal: print progress lines this often.")  # fmt: skip
 @click.option("--max-runs", type=click.IntRange(min=1),
               help="Refuse a grid of more points than this (default 100,000), before "
               "expanding it.")  # fmt: skip
@@ -448,8 +456,13 @@ def _load_grid(file: Path, overrides: tuple[str, ...] = (), **options):
 def run_grid(file: Path, results: Path | None, workers: int | None, threads: int | None,
              executor: str, scheduler: str | None, dry_run: bool, force: bool,
              rerun_failed: bool, overrides: tuple[str, ...], backend: str | None,
-             quiet: bool, max_runs: int | None, memory_limit: str | None) -> None:  # fmt: skip
+             rerun_stale: bool, keep_checkpoints: bool, quiet: bool, progress_every: float,
+             max_runs: int | None, memory_limit: str | None) -> None:  # fmt: skip
     """Run every point of a grid file; finished runs are kept and skipped next time.
+
+    While it runs, stderr shows each run in flight (epoch, loss, latest metrics, time left)
+    and the grid's time left; a killed grid resumes its runs in flight from their last
+    checkpoints when run again.
 
     rnnfast run grid experiments/published/dependency-r2rt-5x4.toml --workers 2
     rnnfast run grid experiments/dependency-explore.toml -p seed=0 --dry-run
@@ -479,12 +492,14 @@ def run_grid(file: Path, results: Path | None, workers: int | None, threads: int
     if dry_run:
         from rnnfast.grid import format_point  # noqa: PLC0415
 
-        plan = make_plan(grid, results, force=force, rerun_failed=rerun_failed)
+        plan = make_plan(grid, results, force=force, rerun_failed=rerun_failed,
+                         rerun_stale=rerun_stale)  # fmt: skip
         todo = {s.run_id for s in plan.todo}
         for spec in grid.points():
             state = plan.status.get(spec.run_id, "not run")
             mark = "to run" if spec.run_id in todo else "done"
-            click.echo(f"{spec.run_id}  {mark:<6}  {state:<8}  {format_point(spec.point)}")
+            made = f"  (made by {plan.stale[spec.run_id]})" if spec.run_id in plan.stale else ""
+            click.echo(f"{spec.run_id}  {mark:<6}  {state:<8}  {format_point(spec.point)}{made}")
         click.echo(f"{len(plan.todo)} to run, {len(plan.done)} done, in {plan.results_dir}")
         return
     from rnnfast import runner, stopping  # noqa: PLC0415
@@ -509,23 +524,26 @@ def run_grid(file: Path, results: Path | None, workers: int | None, threads: int
         raise InputError(f"{lock.path}: {err.strerror or err}") from None
     with lock, stopping.stop_signals():  # SIGTERM stops the grid as Ctrl-C does
         try:
-            plan = make_plan(grid, results_dir, force=force, rerun_failed=rerun_failed)
+            plan = make_plan(grid, results_dir, force=force, rerun_failed=rerun_failed,
+                             rerun_stale=rerun_stale)  # fmt: skip
             click.echo(f"{grid.name}: {len(plan.todo)} to run, {len(plan.done)} already done "
                        f"-> {plan.results_dir}", err=True)  # fmt: skip
-            show = not quiet and sys.stderr.isatty()
-            bar = click.progressbar(length=max(1, len(plan.todo)), label=grid.name,
-                                    file=sys.stderr, show_eta=True, show_pos=True)  # fmt: skip
+            view = None
+            if not quiet and plan.todo:
+                from rnnfast.monitor import GridMonitor, LiveView  # noqa: PLC0415
 
-            def progress(record, summary) -> None:
-                if show:
-                    bar.label = (f"{grid.name} ({summary.failed} failed, "
-                                 f"{summary.diverged} diverged)")  # fmt: skip
-                    bar.update(1)
+                n = min(workers or os.cpu_count() or 1, len(plan.todo))
+                monitor = GridMonitor(grid.name, plan.todo, n, plan.results_dir)
+                terminal = sys.stderr.isatty()
+                view = LiveView(monitor, sys.stderr, terminal,
+                                None if terminal else progress_every)  # fmt: skip
 
-            with bar if show else contextlib.nullcontext():
+            with view if view is not None else contextlib.nullcontext():
                 summary = run_plan(plan, executor=executor, workers=workers,
                                    scheduler=scheduler, threads=threads,
-                                   on_progress=progress)  # fmt: skip
+                                   on_progress=(lambda record, _: view.finished(record))
+                                   if view is not None else None,
+                                   keep_checkpoints=keep_checkpoints)  # fmt: skip
         except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (Terminated)
             click.echo("\ninterrupted: finished runs are stored; run the same command again "
                        "to complete the rest", err=True)  # fmt: skip
@@ -552,7 +570,8 @@ def _results_dirs(path: Path) -> list[Path]:
 @click.argument("directory", required=False, default="results",
                 type=click.Path(file_okay=False, path_type=Path))  # fmt: skip
 def ls(directory: Path) -> None:
-    """List stored runs with their status, grid point and final metrics.
+    """List stored runs with their status, grid point and final metrics, and the runs in
+    progress (training now, or interrupted) with their last checkpoint.
 
     rnnfast ls results/dependency-r2rt-5x4
     """
@@ -566,6 +585,7 @@ def ls(directory: Path) -> None:
     for d in dirs:
         runs, _ = load_results(d)
         click.echo(f"{d}: {len(runs)} runs")
+        _ls_in_progress(d, set(runs.run_id) if not runs.empty else set())
         if runs.empty:
             continue
         varying = [c for c in _config_columns(runs) if runs[c].astype(str).nunique() > 1]
@@ -573,6 +593,34 @@ def ls(directory: Path) -> None:
         table = runs[["run_id", "status", *varying, *finals]].copy()
         table.columns = [c.removeprefix("final.") for c in table.columns]
         click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
+def _ls_in_progress(d: Path, stored: set[str]) -> None:
+    """The runs of d that are not stored but training or resumable (rnnfast.live)."""
+    import time  # noqa: PLC0415
+
+    from rnnfast.live import in_progress  # noqa: PLC0415
+    from rnnfast.monitor import duration  # noqa: PLC0415
+
+    runs = in_progress(d, stored)
+    if not runs:
+        return
+    click.echo(f"  in progress: {len(runs)} run{'s' if len(runs) != 1 else ''} (an interrupted "
+               "run resumes from its checkpoint when its grid runs again)")  # fmt: skip
+    for r in runs:
+        st, ck = r["state"] or {}, r["checkpoint"]
+        parts = [r["run_id"], "training" if r["training"] else "interrupted"]
+        if st:
+            parts.append(f"epoch {st.get('epoch')}/{st.get('epochs')}, update "
+                         f"{st.get('step')}/{st.get('total')}")  # fmt: skip
+            if st.get("loss") is not None:
+                parts.append(f"loss {st['loss']:.4g}")
+        if ck is not None:
+            parts.append(f"last checkpoint: update {ck['step']}, "
+                         f"{duration(time.time() - ck['time'])} ago")  # fmt: skip
+        else:
+            parts.append("no checkpoint yet")
+        click.echo("  " + "  ".join(parts))
 
 
 def _config_columns(runs) -> list[str]:

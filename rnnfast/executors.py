@@ -47,7 +47,8 @@ class Task:
     grid: str | None = None
     point: dict[str, Any] | None = None
     threads: int | None = None
-    # the results directory to checkpoint to and resume from (rnnfast.checkpoint); None: no
+    # the results directory to checkpoint to and resume from (rnnfast.checkpoint) and to
+    # report live progress in (rnnfast.live); None: neither
     checkpoints: str | None = None
 
 
@@ -91,12 +92,20 @@ def execute(task: Task):
     return record, curves
 
 
+@contextlib.contextmanager
 def _checkpoint_session(task: Task):
+    """Checkpoints (rnnfast.checkpoint) and live progress (rnnfast.live) in the task's
+    results directory, if it has one."""
     if task.checkpoints is None:
-        return contextlib.nullcontext()
-    from rnnfast.checkpoint import session  # noqa: PLC0415
+        yield
+        return
+    from rnnfast import checkpoint, live  # noqa: PLC0415
 
-    return session(task.checkpoints, task.run_id)
+    with (
+        checkpoint.session(task.checkpoints, task.run_id),
+        live.session(task.checkpoints, task.run_id),
+    ):
+        yield
 
 
 @contextlib.contextmanager

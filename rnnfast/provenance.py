@@ -80,6 +80,13 @@ def source_sha256(package_dir: Path = _PACKAGE_DIR) -> str | None:
     return h.hexdigest()
 
 
+def code() -> tuple[str, str | None]:
+    """(rnnfast version, source_sha256): the code running now, as a run records it."""
+    from rnnfast import __version__  # noqa: PLC0415
+
+    return __version__, source_sha256()
+
+
 @functools.lru_cache(maxsize=1)
 def gpu_name() -> str | None:
     out = _run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"])

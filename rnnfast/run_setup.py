@@ -224,7 +224,8 @@ def _starting_loss(resume) -> float | None:
     return float(c["value"][first[0]]) if first.size else None
 
 
-def steps(setup: RunSetup, compile_time: float, progress, t_start: float, checkpoints=None):
+def steps(setup: RunSetup, compile_time: float, progress, t_start: float, checkpoints=None,
+          live=None):  # fmt: skip
     """The epochs of one run as a generator of requests to a backend, which answers by send():
 
         ("updates", data, u, n, step, losses, errors, reset) -> updates run (n, or fewer if
@@ -242,6 +243,10 @@ def steps(setup: RunSetup, compile_time: float, progress, t_start: float, checkp
     asked after each interval inside an epoch and after each epoch's evaluations (but the
     last), and save(...) called when due. Both points lie on interval boundaries, so a resumed
     run makes the same calls as an uninterrupted one.
+
+    live (rnnfast.live.Reporter): told where training starts, each interval's mean loss,
+    each evaluation's metrics, each epoch's end and each checkpoint written, for the grid's
+    live view; it never changes what is trained.
 
     Divergence: a non-finite loss stops the backend at that update; with cfg["diverge_above"]
     set, a loss above that multiple of the starting loss (the first update's) stops the run
@@ -263,12 +268,19 @@ def steps(setup: RunSetup, compile_time: float, progress, t_start: float, checkp
     def point(name: str, epoch: int, at: int, v: float) -> None:
         curve.add(np.array([at]), np.array([epoch]), np.array([name], dtype=object), np.array([v]))
         final[name] = v
+        if live is not None:
+            live.metric(name, v)
 
     def save(epoch: int, u: int, losses: np.ndarray, errors: np.ndarray) -> None:
         arrays, tail = curve.snapshot()
         checkpoints.save(epoch, u, step, arrays, losses[:u], errors[:u], tail, final)
+        if live is not None:
+            live.checkpoint(epoch, step)
 
-    for epoch in range(resume.epoch if resume is not None else 1, td.epochs + 1):
+    first_epoch = resume.epoch if resume is not None else 1
+    if live is not None:
+        live.begin(first_epoch, td.epochs, step, total)
+    for epoch in range(first_epoch, td.epochs + 1):
         data = setup.epoch_data(epoch)
         losses = np.empty(upe)
         errors = np.empty(upe)
@@ -303,6 +315,8 @@ def steps(setup: RunSetup, compile_time: float, progress, t_start: float, checkp
                 break
             if progress is not None:
                 progress(step, total)
+            if live is not None:
+                live.interval(epoch, step, float(np.mean(losses[u - done : u])))
             if checkpoints is not None and u < upe and checkpoints.due(step, False):
                 save(epoch, u, losses, errors)
         rng_steps = np.arange(step - u + 1, step + 1)
@@ -318,6 +332,8 @@ def steps(setup: RunSetup, compile_time: float, progress, t_start: float, checkp
             if ev.every_epoch:
                 for name, v in _metric_values(ev, *(yield ("evaluate", k))):
                     point(name, epoch, step, v)
+        if live is not None:
+            live.epoch_end(epoch)
         if checkpoints is not None and epoch < td.epochs and checkpoints.due(step, True):
             save(epoch + 1, 0, losses, errors)
     if status == "ok":

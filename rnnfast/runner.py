@@ -1,7 +1,8 @@
 """Run a grid into a results store: plan (what is done), execute (what is not), summarise.
 
-    plan = make_plan(grid, results_dir, force=False, rerun_failed=False)
-    summary = run_plan(plan, executor="local", workers=2, on_progress=None)
+    plan = make_plan(grid, results_dir, force=False, rerun_failed=False, rerun_stale=False)
+    summary = run_plan(plan, executor="local", workers=2, on_progress=None,
+                       keep_checkpoints=False)
 
 Runs whose config has backend = "cuda" train in the driver process on the GPU, each group
 of runs that share shapes in one launch per interval (rnnfast.executors.run_cuda).
@@ -13,6 +14,14 @@ interrupted grid resumes where it stopped; a run in flight resumes from its last
 (DIR/checkpoints/, rnnfast.checkpoint), which is removed once the run is stored ok or
 diverged (kept with keep_checkpoints, and for a failed run, which --rerun-failed resumes).
 
+Which code made a run: every run records the rnnfast version and source_sha256 of the code
+that trained it (rnnfast.provenance). A stored run made by other code (an upgrade, an edited
+source) still counts as done, because the run id does not include the code; the plan lists
+such runs (Plan.stale), the summary says how many, and rerun_stale trains them again.
+
+Live progress: each run in flight keeps DIR/progress/<run_id>.json up to date (rnnfast.live);
+the driver removes it once the run is stored.
+
 A finished run that cannot be written (a full or read-only disk) is reported in one line and
 listed in the summary as not stored; the grid goes on and tries the next writes, and the run's
 checkpoints stay so the next run of the grid resumes it. check_writable() finds an unwritable
@@ -23,6 +32,7 @@ grid as Ctrl-C does, and either signal arriving while a finished run is being wr
 effect once it is stored.
 """
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -40,9 +50,11 @@ from rnnfast.executors import (
     run_local,
 )
 from rnnfast.grid import Grid, RunSpec, format_point
+from rnnfast.live import remove as remove_progress
 from rnnfast.oserrors import describe
+from rnnfast.provenance import code as provenance_code
 from rnnfast.stopping import deferred_stop
-from rnnfast.store import RunRecord, status_of, write_run
+from rnnfast.store import RunRecord, records_of, write_run
 from rnnfast.warmup import warm_up
 
 
@@ -72,6 +84,14 @@ class Plan:
     todo: list[RunSpec]
     done: list[RunSpec]
     status: dict[str, str]  # run_id -> stored status, for every stored run of the grid
+    # run_id -> the code of each stored run of the grid made by other code than this
+    # rnnfast's (made_by): "rnnfast 0.4.0, sources 3f2a9c1b4d5e" or "unrecorded code"
+    stale: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def stale_kept(self) -> list[RunSpec]:
+        """Done runs made by other code (not rerun: no --rerun-stale)."""
+        return [s for s in self.done if s.run_id in self.stale]
 
 
 @dataclass
@@ -81,6 +101,8 @@ class Summary:
     failed: int = 0
     skipped: int = 0
     stored_failed: int = 0  # of the skipped runs, those stored as failed (not rerun)
+    # of the skipped runs, those made by other code: its description -> how many
+    stale: dict[str, int] = field(default_factory=dict)
     failures: list[tuple[str, str, str]] = field(default_factory=list)  # run_id, point, error
     # runs trained but not written to the store (an OSError): run_id, point, error
     unstored: list[tuple[str, str, str]] = field(default_factory=list)
@@ -100,6 +122,8 @@ class Summary:
         if self.unstored:
             lines[0] += (f"; {len(self.unstored)} could not be stored (run the grid again once "
                          "the results directory can be written)")  # fmt: skip
+        if self.stale:
+            lines.append(stale_line(self.stale))
         for run_id, point, error in self.failures:
             lines.append(f"  {run_id} ({point}): {headline(error)}")
         for run_id, point, error in self.unstored:
@@ -122,23 +146,53 @@ def headline(error: str) -> str:
     return lines[-1]
 
 
+def stale_line(counts: dict[str, int]) -> str:
+    """The summary's line on stored runs made by other code ({description: count})."""
+    n = sum(counts.values())
+    which = "; ".join(f"{c} by {code}" for code, c in sorted(counts.items()))
+    runs, were, them = ("runs", "were", "them") if n != 1 else ("run", "was", "it")
+    return (f"note: {n} stored {runs} of this grid {were} made by other code than this "
+            f"rnnfast's ({which}); rerun {them} with --rerun-stale")  # fmt: skip
+
+
 def default_results_dir(grid: Grid) -> Path:
     return Path("results") / grid.name
 
 
+def made_by(record: dict, code: tuple[str, str | None]) -> str | None:
+    """None when a stored run's record says `code` (version, source_sha256) made it, else a
+    description of the code that did. Nothing is stale when this code's sources cannot be
+    read (source_sha256 None): there is nothing to compare with."""
+    version, source = code
+    prov = record.get("provenance") or {}
+    if source is None or prov.get("source_sha256") == source:
+        return None
+    if not prov.get("source_sha256"):
+        return "unrecorded code"
+    return f"rnnfast {prov.get('rnnfast')}, sources {str(prov['source_sha256'])[:12]}"
+
+
 def make_plan(grid: Grid, results_dir: str | Path | None = None, *, force: bool = False,
-              rerun_failed: bool = False) -> Plan:  # fmt: skip
+              rerun_failed: bool = False, rerun_stale: bool = False) -> Plan:  # fmt: skip
+    """What to run: runs not stored, and stored ones that force, rerun_failed (status
+    "failed") or rerun_stale (made by other code: made_by) ask for again."""
     rdir = Path(results_dir) if results_dir is not None else default_results_dir(grid)
-    stored = status_of(rdir) if rdir.exists() else {}
+    stored = records_of(rdir) if rdir.exists() else {}
+    code = provenance_code()
     todo, done = [], []
+    status, stale = {}, {}
     for spec in grid.points():
-        st = stored.get(spec.run_id)
-        if force or st is None or (rerun_failed and st == "failed"):
+        rec = stored.get(spec.run_id)
+        if rec is not None:
+            status[spec.run_id] = rec["status"]
+            if (other := made_by(rec, code)) is not None:
+                stale[spec.run_id] = other
+        if (force or rec is None or (rerun_failed and rec["status"] == "failed")
+                or (rerun_stale and spec.run_id in stale)):  # fmt: skip
             todo.append(spec)
         else:
             done.append(spec)
-    status = {s.run_id: stored[s.run_id] for s in grid.points() if s.run_id in stored}
-    return Plan(grid, rdir, todo, done, status)
+    return Plan(grid, rdir, todo, done, status, stale)
 
 
 Progress = Callable[[RunRecord, Summary], None]
@@ -158,9 +212,13 @@ def run_plan(plan: Plan, *, executor: str = "local", workers: int | None = None,
         raise ValueError(f"executor: expected 'local' or 'dask', got {executor!r}")
     if executor == "dask" and scheduler is not None:
         check_scheduler_address(scheduler)  # before any run trains (cuda runs come first)
+    stale: dict[str, int] = {}
+    for spec in plan.stale_kept:
+        stale[plan.stale[spec.run_id]] = stale.get(plan.stale[spec.run_id], 0) + 1
     summary = Summary(
         skipped=len(plan.done),
         stored_failed=sum(plan.status.get(s.run_id) == "failed" for s in plan.done),
+        stale=stale,
     )
     if not plan.todo:
         return summary
@@ -186,6 +244,8 @@ def run_plan(plan: Plan, *, executor: str = "local", workers: int | None = None,
             if on_progress is not None:
                 on_progress(record, summary)
             return
+        with contextlib.suppress(OSError):  # the run is stored: its live state is over
+            remove_progress(plan.results_dir, record.run_id)
         if record.status in ("ok", "diverged") and not keep_checkpoints:
             try:
                 remove_checkpoints(plan.results_dir, record.run_id)

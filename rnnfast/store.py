@@ -5,6 +5,7 @@ Layout of a results directory DIR:
     DIR/runs/<run_id>.parquet            one run (write_run)
     DIR/models/<run_id>.npz              its trained model, when its status is "ok"
     DIR/checkpoints/<run_id>[.prev].npz  a run in progress (rnnfast.checkpoint)
+    DIR/progress/<run_id>.json           its live state (rnnfast.live)
     DIR/compact-<UTC time>-<hex>.parquet many runs (compact)
     DIR/runs/.<run_id>.<pid>.<hex>.tmp   temporaries: never read; stale ones are removed
     DIR/.compact-<...>.<pid>.<hex>.tmp   (and DIR/models/.<run_id>...tmp)
@@ -419,10 +420,16 @@ def _scan(results_dir: Path) -> tuple[dict[str, _Copy], list[tuple], list[_Copy]
     return winners, compacts, per_run
 
 
+def records_of(results_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """{run_id: record (RunRecord's fields as a dict)} for every stored run; reads only file
+    footers."""
+    winners, _, _ = _scan(Path(results_dir))
+    return {rid: c.record for rid, c in sorted(winners.items())}
+
+
 def status_of(results_dir: str | Path) -> dict[str, str]:
     """{run_id: status} for every stored run; reads only file footers."""
-    winners, _, _ = _scan(Path(results_dir))
-    return {rid: c.record["status"] for rid, c in sorted(winners.items())}
+    return {rid: rec["status"] for rid, rec in records_of(results_dir).items()}
 
 
 # ---------------------------------------------------------------- reading curves

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from rnnfast import live
 from rnnfast.codes import HEAD_ALL, M_B
 from rnnfast.cpu._chunks import dealt_ranks, num_chunks, train_sizes
 from rnnfast.cpu._split import one_blas_thread, split_chunks
@@ -195,14 +196,16 @@ def _blas_count(threads: int | None) -> int | None:
 
 
 def train_cpu(setup: RunSetup, progress, t_start: float) -> TrainResult:
-    """Train one run; inside a rnnfast.checkpoint session it checkpoints and resumes."""
+    """Train one run; inside a rnnfast.checkpoint session it checkpoints and resumes, inside
+    a rnnfast.live session it reports its progress."""
     tr = CpuTrainer(setup)
     compile_time = tr.warm_up()
     threads = blas_threads(setup.cfg, setup.spec, setup.T, setup.B)
     ck = _checkpoints(tr, threads)
+    run = steps(setup, compile_time, progress, t_start, ck, live.current())
     if threads is None:
-        return tr.drive(steps(setup, compile_time, progress, t_start, ck))
+        return tr.drive(run)
     from threadpoolctl import threadpool_limits  # noqa: PLC0415
 
     with threadpool_limits(limits=threads, user_api="blas"):
-        return tr.drive(steps(setup, compile_time, progress, t_start, ck))
+        return tr.drive(run)
