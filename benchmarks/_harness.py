@@ -37,6 +37,7 @@ warm-up); env is applied to the worker's environment before it starts (BLAS libr
 their thread counts when they load).
 """
 
+import contextlib
 import ctypes
 import gc
 import multiprocessing as mp
@@ -129,6 +130,20 @@ def register(
 
 def _forbidden_modules(forbid: tuple[str, ...]) -> list[str]:
     return sorted(m for m in sys.modules if any(m == f or m.startswith(f + ".") for f in forbid))
+
+
+@contextlib.contextmanager
+def exits_cleanly():
+    """A benchmark's measurement: a worker's failure exits 1 and Ctrl-C exits 130, each with
+    one line (the workers are stopped by their own context managers)."""
+    try:
+        yield
+    except WorkerError as e:
+        print(f"\n{e}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        print("\ninterrupted: workers stopped", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 def _check_forbidden(workload: Workload, when: str) -> None:

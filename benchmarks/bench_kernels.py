@@ -422,7 +422,7 @@ def main(argv: list[str] | None = None) -> None:
         if not args.markdown:
             print("  measured " + " ".join(map(str, shape)), flush=True)
 
-    try:
+    with _harness.exits_cleanly():
         with _harness.Workers(names) as workers, _harness.BusyCores(args.busy):
             print(format_header(args, workers.info, repeats), flush=True)
             if args.busy:
@@ -439,12 +439,6 @@ def main(argv: list[str] | None = None) -> None:
                 batch_warmup={n: 0 if n == "reference" else 1 for n in names},
                 progress=progress,
             )
-    except _harness.WorkerError as e:
-        print(f"\n{e}", file=sys.stderr)
-        raise SystemExit(1) from None
-    except KeyboardInterrupt:
-        print("\ninterrupted: workers stopped", file=sys.stderr)
-        raise SystemExit(130) from None
     rows = [{"shape": s, "times": {n: t.median for n, t in times[s].items()}} for s in shapes]
     print()
     print(format_table(rows, args.markdown, torch_threads is not None, ref_repeats > 0, single))

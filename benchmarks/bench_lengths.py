@@ -31,7 +31,6 @@ core busy for the whole measurement; run once idle and once with --busy 1 and co
 import argparse
 import functools
 import importlib.util
-import sys
 import time
 
 # Workers are spawned processes that re-import this file (as __mp_main__): keep the imports
@@ -253,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
         if not args.markdown:
             print("  measured " + " ".join(map(str, shape)), flush=True)
 
-    try:
+    with _harness.exits_cleanly():
         with _harness.Workers(names) as workers, _harness.BusyCores(args.busy):
             print(format_header(args, workers.info), flush=True)
             times = _harness.measure(
@@ -266,12 +265,6 @@ def main(argv: list[str] | None = None) -> None:
                 warmup=args.warmup,
                 progress=progress,
             )
-    except _harness.WorkerError as e:
-        print(f"\n{e}", file=sys.stderr)
-        raise SystemExit(1) from None
-    except KeyboardInterrupt:
-        print("\ninterrupted: workers stopped", file=sys.stderr)
-        raise SystemExit(130) from None
     rows = []
     for s in shapes:
         lengths = draw_lengths(np.random.default_rng(args.seed), s[1], s[2])  # as the workers
