@@ -87,10 +87,8 @@ def demo(
     from rnnfast.demo import DemoConfig, run_demo  # noqa: PLC0415
 
     if cell != "rnn" and nonlinearity != "tanh":
-        raise click.BadParameter(
-            f"{cell} has fixed activations; only rnn takes {nonlinearity!r}",
-            param_hint="'--nonlinearity'",
-        )
+        raise InputError(f"--nonlinearity: {cell} has fixed activations; only rnn takes "
+                         f"{nonlinearity!r}")  # fmt: skip
     cfg = DemoConfig(
         cell=cell,
         seq_len=seq_len,
@@ -154,7 +152,7 @@ def _set_memory_limit(value: str | None) -> None:
         try:
             set_limit(value)
         except ValueError as err:
-            raise click.BadParameter(str(err), param_hint="'--memory-limit'") from None
+            raise InputError(f"--memory-limit: {str(err).partition(': ')[2]}") from None
 
 
 @main.group()
@@ -201,9 +199,9 @@ def run_one(
         config = {"task": task, **parse_assignments(settings)}
         resolve(config)
     except ValueError as err:
-        raise click.UsageError(str(err)) from None
+        raise InputError(str(err)) from None
     if curves is not None and curves.suffix not in (".csv", ".parquet"):
-        raise click.BadParameter("expected a .csv or .parquet file", param_hint="'--curves'")
+        raise InputError(f"--curves {curves}: expected a .csv or .parquet file")
     if curves is not None:  # now, not after training: the run would be lost
         check_path(curves, "--curves", parent_must_exist=True)
     show = not quiet and sys.stderr.isatty()

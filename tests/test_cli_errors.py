@@ -297,3 +297,18 @@ def test_an_unreadable_grid_file_is_one_line_naming_it(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "read_bytes", locked)
     line = one_line_error(invoke("check", f), 2)
     assert line == f"Error: {f}: cannot read the file: Permission denied"
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["run", "one", "--task", "dependency", "hidden_size=-1"],
+     "Error: hidden_size: expected an integer >= 1, got -1"),
+    (["run", "one", "--task", "dependency", "no_such_key=1"], "Error: no_such_key: unknown key"),
+    (["run", "one", "--task", "dependency", "--curves", "out.txt"],
+     "Error: --curves out.txt: expected a .csv or .parquet file"),
+    (["run", "one", "--task", "dependency", "--memory-limit", "lots"],
+     "Error: --memory-limit: expected a size such as 64G or 512M, or off; got 'lots'"),
+    (["demo", "--cell", "lstm", "--nonlinearity", "relu"],
+     "Error: --nonlinearity: lstm has fixed activations; only rnn takes 'relu'"),
+])  # fmt: skip
+def test_bad_settings_and_options_are_one_line_without_usage(args, expected, no_training):
+    assert one_line_error(invoke(*args), 2) == expected
