@@ -1,8 +1,10 @@
 """Mid-run checkpoints that resume exactly: when to write one, writing, reading, validating.
 
-A CPU run trained by a grid (rnnfast.executors.execute inside session(results_dir, run_id))
-writes every `checkpoint_every` (a config key outside the run's identity, read by
-rnnfast.config.parse_every; CUDA runs do not checkpoint and start over):
+A run trained by a grid writes every `checkpoint_every` (a config key outside the run's
+identity, read by rnnfast.config.parse_every): a CPU run inside session(results_dir, run_id)
+(rnnfast.executors.execute), a CUDA run given its Target explicitly
+(rnnfast.executors.run_cuda -> rnnfast.cuda.training.train_group, where one thread serves a
+group of runs, so a context variable cannot name each run's target):
 
     N (int > 0)     every N updates (checked after each interval of rnnfast.run_setup.INTERVAL
                     updates and after each epoch's evaluations)
@@ -17,8 +19,11 @@ curve.epoch, curve.metric, curve.value), the current epoch's first losses and er
 100 losses of the epochs done (the final "loss" is their mean), the final metrics so far
 (final.names, final.values), "rnnfast.json" (a 0-d unicode array of JSON: format, run_id,
 rnnfast version, source_sha256, position {epoch, update (in the epoch), step (updates done)},
-updates_per_epoch, epochs, layout {nchunks, blas_threads}) and "rnnfast.sha256": SHA-256 over
-every other array's name, dtype, shape and bytes (rnnfast.json included).
+updates_per_epoch, epochs, layout) and "rnnfast.sha256": SHA-256 over every other array's name,
+dtype, shape and bytes (rnnfast.json included). The layout is what fixes the arithmetic besides
+the config: {nchunks, blas_threads} for the CPU, {backend: "cuda", device, threads (per
+block)} for CUDA, whose live arrays are one run's rows of the device arrays (copied to the
+host for a save, back to the device on resume).
 
 Nothing else is random after a position: the data of epoch e comes from
 default_rng([seed, 1, e]) and its batch order from default_rng([seed, 2, e]), both drawn again
@@ -29,8 +34,9 @@ bit for bit.
 On resume the latest readable checkpoint is used; one that is truncated, corrupt (checksum),
 of another run or of other shapes is skipped with a one-line warning naming it (then the one
 before, then the start). One written by another rnnfast version or source (provenance's
-source_sha256), or with another thread layout, is not used for an exact resume: one line says
-so and the run starts over.
+source_sha256), or with another layout (threads, or another backend or device: a CPU
+checkpoint never resumes a CUDA run, nor the other way round), is not used for an exact
+resume: one line says so and the run starts over.
 """
 
 import contextlib
@@ -39,7 +45,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,13 +194,16 @@ class Checkpoints:
     """One run's checkpoints: due(), save() (called by steps()) and load() (by the driver).
 
     live: the backend's arrays (LIVE names) that a checkpoint saves and a resume fills in
-    place; layout: what must match for the same arithmetic (batch chunks, BLAS threads)."""
+    place; layout: what must match for the same arithmetic (batch chunks, BLAS threads; the
+    backend and device). fetch, if set, is called before each save to bring the live arrays
+    up to date: a backend that keeps them elsewhere (CUDA: on the device) copies them in."""
 
     def __init__(self, target: Target, every: object, live: dict[str, np.ndarray],
-                 layout: dict[str, Any], updates_per_epoch: int, epochs: int) -> None:  # fmt: skip
+                 layout: dict[str, Any], updates_per_epoch: int, epochs: int,
+                 fetch: Callable[[], None] | None = None) -> None:  # fmt: skip
         self.target = target
         self.kind, self.amount = parse_every(every)
-        self.live, self.layout = live, layout
+        self.live, self.layout, self.fetch = live, layout, fetch
         self.upe, self.epochs = updates_per_epoch, epochs
         self.resume: Resume | None = None
         self.last_step = 0
@@ -213,6 +222,8 @@ class Checkpoints:
              losses: np.ndarray, errors: np.ndarray, loss_tail: np.ndarray,
              final: dict[str, float]) -> None:  # fmt: skip
         t0 = time.perf_counter()
+        if self.fetch is not None:
+            self.fetch()
         version, source = fingerprint()
         meta = {"format": FORMAT, "run_id": self.target.run_id, "rnnfast": version,
                 "source_sha256": source, "layout": self.layout,
@@ -248,9 +259,8 @@ class Checkpoints:
                          "not used for an exact resume, training from the start")  # fmt: skip
                     return None
                 if meta.get("layout") != self.layout:
-                    warn(f"checkpoint {path} was made with another thread layout "
-                         f"({meta.get('layout')}, now {self.layout}); not used for an exact "
-                         "resume, training from the start")  # fmt: skip
+                    warn(f"checkpoint {path} {_other_layout(meta.get('layout'), self.layout)}; "
+                         "not used for an exact resume, training from the start")  # fmt: skip
                     return None
                 resume = self._validated(path, meta, arrays)
             except (ValueError, KeyError, TypeError, AttributeError) as e:
@@ -285,6 +295,18 @@ class Checkpoints:
         curve["metric"] = curve["metric"].astype(object)
         final = {str(n): float(v) for n, v in zip(names, values, strict=True)}
         return Resume(epoch, update, step, curve, losses, errors, arrays["loss_tail"], final, path)
+
+
+def _other_layout(theirs: Any, ours: dict[str, Any]) -> str:
+    """How a checkpoint's layout differs from the run's, for the warning."""
+
+    def backend(layout: Any) -> Any:  # CPU layouts predate the key
+        return layout.get("backend", "cpu") if isinstance(layout, dict) else None
+
+    if backend(theirs) != backend(ours):
+        return (f"was written by the {backend(theirs)} backend, and this run trains on "
+                f"{backend(ours)}")  # fmt: skip
+    return f"was made with another layout ({theirs}, now {ours})"
 
 
 def position(path: Path) -> dict[str, Any] | None:

@@ -60,7 +60,7 @@ def execute(task: Task):
     """Train one run; never raises for a failing run. Returns (RunRecord, curves or None).
 
     With task.checkpoints (a results directory) the run checkpoints to and resumes from
-    DIR/checkpoints/<run_id>.npz (rnnfast.checkpoint; the CPU backend)."""
+    DIR/checkpoints/<run_id>.npz (rnnfast.checkpoint; CUDA runs go through run_cuda)."""
     from rnnfast.provenance import collect, data_files  # noqa: PLC0415
     from rnnfast.store import RunRecord, model_of  # noqa: PLC0415
 
@@ -245,7 +245,16 @@ def run_local(tasks: Iterable[Task], workers: int, on_done: OnDone, *, retries: 
 def run_cuda(tasks: Iterable[Task], on_done: OnDone) -> None:
     """Train CUDA runs in this process, each group of runs that share shapes in one launch
     per interval (rnnfast.cuda.training). A group's runs are stored when the group ends; a
-    failing group records each of its runs as failed with the traceback."""
+    failing group records each of its runs as failed with the traceback.
+
+    A task with task.checkpoints (a results directory) checkpoints to and resumes from
+    DIR/checkpoints/<run_id>.npz as execute()'s do; its target is passed to train_group
+    explicitly (one thread trains the whole group). Runs of a group that resume from
+    different positions train one after another (rnnfast.cuda.training), so the provenance's
+    cuda_group_size is the number of runs that shared the launches."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from rnnfast.checkpoint import Target  # noqa: PLC0415
     from rnnfast.cuda import device_name  # noqa: PLC0415
     from rnnfast.cuda.training import group_key, train_group  # noqa: PLC0415
     from rnnfast.provenance import collect  # noqa: PLC0415
@@ -256,16 +265,20 @@ def run_cuda(tasks: Iterable[Task], on_done: OnDone) -> None:
         groups.setdefault(group_key(task.config), []).append(task)
     for group in groups.values():
         started, t0 = _now(), perf_counter()
+        targets = [None if t.checkpoints is None else Target(Path(t.checkpoints), t.run_id)
+                   for t in group]  # fmt: skip
         try:
-            results, error = train_group([t.config for t in group]), ""
-            device = device_name()
+            results = train_group([t.config for t in group], checkpoints=targets)
+            error, device = "", device_name()
         except Exception:  # a failing group is a result for each of its runs
             results, error, device = [None] * len(group), traceback.format_exc(), None
-        wall = (perf_counter() - t0) / len(group)  # the launch is shared
+        wall = (perf_counter() - t0) / len(group)  # the launches are shared
         for task, res in zip(group, results, strict=True):
             provenance = collect(task.threads)
             provenance["cuda_device"] = device
-            provenance["cuda_group_size"] = len(group)
+            provenance["cuda_group_size"] = res.info["cuda_group_size"] if res else len(group)
+            if res and res.info.get("resumed"):
+                provenance["resumed"] = res.info["resumed"]
             record = RunRecord(
                 run_id=task.run_id, grid=task.grid, config=task.config, point=task.point or {},
                 status=res.status if res else "failed", error=res.message if res else error,

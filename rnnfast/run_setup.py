@@ -238,7 +238,7 @@ def steps(setup: RunSetup, compile_time: float, progress, t_start: float, checkp
     Returns (StopIteration.value) the TrainResult. The CPU serves it with its driver; the CUDA
     backend serves many runs' generators in lockstep, one launch per interval.
 
-    checkpoints (rnnfast.checkpoint.Checkpoints, CPU only): its .resume, if any, is where the
+    checkpoints (rnnfast.checkpoint.Checkpoints, or None): its .resume, if any, is where the
     run continues (the backend's arrays already restored); its due(step, end_of_epoch) is
     asked after each interval inside an epoch and after each epoch's evaluations (but the
     last), and save(...) called when due. Both points lie on interval boundaries, so a resumed

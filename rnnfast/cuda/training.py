@@ -1,6 +1,6 @@
 """Training on the GPU: many runs that share shapes, one kernel launch per interval.
 
-    results = train_group(configs, data=None)   # list of TrainResult, in the order of configs
+    results = train_group(configs, data=None, checkpoints=None)   # TrainResults, in order
 
 Runs may differ in seed, learning rate, optimizer hyperparameters and clip (PER_RUN_KEYS);
 everything that fixes shapes or the program (task, model, batch, truncation, epochs,
@@ -17,14 +17,25 @@ returns (loss sum, correct, counted) per run, as the CPU's evaluate; "sync" copi
 parameters back to its RunSetup. Nothing here knows a task: the kernels read the general form
 (rnnfast.seqdata), and a run's data arrays go to the device once per epoch (when they change),
 stacked (R, ...) or as one shared copy (1, ...) when every run's array is equal.
+
+Checkpoints (rnnfast.checkpoint; `rnnfast run grid` passes each run's Target): every run
+checkpoints by its own Checkpoints, in the CPU's file format, its live arrays being its rows
+of the device arrays (copied to the host when a save is due). Each run's checkpoint is loaded
+before the runs are launched, and runs that continue from the same position (the start
+included) train in lockstep together, one such set after another. A block's arithmetic
+depends only on its own run (the block size and every sum's order follow from the shapes),
+so a run's curve and parameters do not depend on which runs share its launches, and a
+resumed run is bit-identical to an uninterrupted one on the same device.
 """
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from rnnfast import checkpoint
 from rnnfast.codes import F_HEAD, HEAD_ALL, M_B
 from rnnfast.config import resolve
 from rnnfast.cuda import require
@@ -39,6 +50,27 @@ PER_RUN_KEYS = frozenset({"seed", "lr", "momentum", "beta1", "beta2", "eps", "al
 def group_key(cfg: dict[str, Any]) -> tuple:
     """Runs with equal keys can train in one launch (cfg: a resolved config)."""
     return tuple(sorted((k, repr(v)) for k, v in cfg.items() if k not in PER_RUN_KEYS))
+
+
+def _block_threads(s: RunSetup) -> int:
+    """Threads per block of the training kernel: a function of the shapes alone."""
+    from rnnfast.cuda._api import MAX_THREADS  # noqa: PLC0415
+
+    return min(MAX_THREADS, max(32, (s.spec.hidden_size * s.B + 31) // 32 * 32))
+
+
+def _start(s: RunSetup) -> dict[str, np.ndarray]:
+    """A run's live arrays (rnnfast.checkpoint.LIVE) on the host at the start: theta, the
+    optimizer state at full size (zeros where the optimizer uses none, as on the device) and
+    zero carried state. A resume fills them in place before they go to the device."""
+    n, dt = s.theta.size, s.dt
+    shape = (s.spec.num_layers * s.spec.directions, s.B, s.spec.hidden_size)
+
+    def full(a: np.ndarray) -> np.ndarray:
+        return a if a.size == n else np.zeros(n, dt)
+
+    return {"theta": s.theta, "s1": full(s.s1), "s2": full(s.s2), "h": np.zeros(shape, dt),
+            "c": np.zeros(shape, dt)}  # fmt: skip
 
 
 def _equal(arrays: Sequence[np.ndarray]) -> bool:
@@ -107,42 +139,39 @@ def _forward_layout(off: np.ndarray) -> np.ndarray:
 class _Group:
     """The device side of R runs: parameters, optimizer state, buffers; one launch per call."""
 
-    def __init__(self, setups: list[RunSetup]) -> None:
+    def __init__(self, setups: list[RunSetup],
+                 starts: list[dict[str, np.ndarray]] | None = None) -> None:  # fmt: skip
+        """starts: each run's live arrays on the host (_start, restored if resumed); None:
+        every run from its start."""
         from numba import cuda  # noqa: PLC0415
 
-        from rnnfast.cuda._api import MAX_THREADS  # noqa: PLC0415
         from rnnfast.cuda._layers import layout  # noqa: PLC0415
         from rnnfast.cuda._train_kernel import Optim, State  # noqa: PLC0415
 
         self.cuda, self.setups = cuda, setups
         s = setups[0]
-        R, n, dt = len(setups), s.theta.size, s.dt
+        R, dt = len(setups), s.dt
         L, D, H = s.spec.num_layers, s.spec.directions, s.spec.hidden_size
         self.L, self.D, self.H, self.R = L, D, H, R
-        self.threads = min(MAX_THREADS, max(32, (H * s.B + 31) // 32 * 32))
+        self.threads = _block_threads(s)
+        if starts is None:
+            starts = [_start(st) for st in setups]
 
-        def full(state):  # (R, n) from per-run optimizer state (size n, or 0 when unused)
-            out = np.zeros((R, n), dt)
-            for r, st in enumerate(setups):
-                a = state(st)
-                if a.size == n:
-                    out[r] = a
-            return out
+        def stacked(name: str):  # (R, ...) on the device
+            return cuda.to_device(np.stack([st[name] for st in starts]))
 
         to = cuda.to_device
-        self.theta = to(np.stack([st.theta for st in setups]))
+        self.theta = stacked("theta")
         hyper = np.stack([st.hyper for st in setups]).astype(np.float64)
-        self.opt = Optim(int(s.opt.code), to(hyper), to(full(lambda st: st.s1)),
-                         to(full(lambda st: st.s2)),
+        self.opt = Optim(int(s.opt.code), to(hyper), stacked("s1"), stacked("s2"),
                          to(np.array([float(st.cfg["clip"] or 0.0) for st in setups])))  # fmt: skip
         self.model_host = s.model
         self.model, self.form, self.woff = to(s.model), to(s.form_vec), to(s.woff)
         self.eval_form = s.eval_form_vec
         self.d_eval_form = to(self.eval_form)
         shape = (R, L * D, s.B, H)
-        self.state = State(cuda.device_array(shape, dt), cuda.device_array(shape, dt),
-                           to(np.zeros(shape[1:], dt)), cuda.device_array(shape, dt),
-                           cuda.device_array(shape, dt))  # fmt: skip
+        self.state = State(stacked("h"), stacked("c"), to(np.zeros(shape[1:], dt)),
+                           cuda.device_array(shape, dt), cuda.device_array(shape, dt))  # fmt: skip
         off = layout(int(s.model[0]), L, D, s.T, s.B, s.I0, H)
         self.work = self._work(off, s.B, int(s.form_vec[F_HEAD]), with_grads=True)
         self.data = _DeviceData(cuda)
@@ -255,20 +284,34 @@ class _Group:
         """Run r's parameters back into its RunSetup."""
         self.setups[r].theta[:] = self.theta[r].copy_to_host()
 
+    def fetch(self, r: int, live: dict[str, np.ndarray]) -> None:
+        """Run r's live arrays (rnnfast.checkpoint.LIVE) from the device into `live`."""
+        rows = {"theta": self.theta, "s1": self.opt.s1, "s2": self.opt.s2, "h": self.state.h,
+                "c": self.state.c}  # fmt: skip
+        for name, dev in rows.items():
+            live[name][...] = dev[r].copy_to_host()
+
 
 def train_group(
     configs: Sequence[dict[str, Any]],
     data: Any = None,
     progress: Callable[[int, int], None] | None = None,
+    checkpoints: Sequence[checkpoint.Target | None] | None = None,
 ) -> list[TrainResult]:
     """Train runs that share shapes together on the GPU; see the module docstring.
 
     data: passed to every run's task as rnnfast.train's data argument (RunSetup(cfg, data)).
     progress(updates_done, updates_total) is called after every interval (counting the
-    updates of the group's first run)."""
+    updates of the first run of the runs in lockstep). checkpoints: one target (or None: no
+    checkpoints) per config; a run with a target resumes from its latest usable checkpoint
+    (its result's info["resumed"] says from where) and checkpoints by its checkpoint_every.
+    Each result's info["cuda_group_size"] is the number of runs that shared its launches."""
     require()
     if not configs:
         return []
+    if checkpoints is not None and len(checkpoints) != len(configs):
+        raise ValueError(f"checkpoints: expected one target or None per config ({len(configs)}), "
+                         f"got {len(checkpoints)}")  # fmt: skip
     t_start = time.perf_counter()
     cfgs = [resolve(dict(c, backend="cuda")) for c in configs]
     keys = {group_key(c) for c in cfgs}
@@ -280,11 +323,49 @@ def train_group(
             f"these keys differ: {diff}"
         )
     setups = [RunSetup(c, data) for c in cfgs]
+    starts = [_start(s) for s in setups]
+    cks = [None if t is None else _checkpoints(t, s, live)
+           for t, s, live in zip(checkpoints or [None] * len(setups), setups, starts,
+                                 strict=True)]  # fmt: skip
+    # runs continue in lockstep only from one position: a set per position, the start first
+    sets: dict[int, list[int]] = {}
+    for r, ck in enumerate(cks):
+        sets.setdefault(ck.resume.step if ck is not None and ck.resume else 0, []).append(r)
+    results: list = [None] * len(setups)
+    for _, runs in sorted(sets.items()):
+        together = _lockstep([setups[r] for r in runs], [starts[r] for r in runs],
+                             [cks[r] for r in runs], progress, t_start)  # fmt: skip
+        for r, res in zip(runs, together, strict=True):
+            res.info["cuda_group_size"] = len(runs)
+            results[r] = res
+    return results
+
+
+def _checkpoints(target: checkpoint.Target, s: RunSetup,
+                 live: dict[str, np.ndarray]) -> checkpoint.Checkpoints:  # fmt: skip
+    """A run's Checkpoints, loaded: its live arrays (on the host yet) restored if a usable
+    checkpoint exists. The layout names the backend, the device and the block size."""
+    from rnnfast.cuda import device_name  # noqa: PLC0415
+
+    layout = {"backend": "cuda", "device": device_name(), "threads": _block_threads(s)}
+    ck = checkpoint.Checkpoints(target, s.cfg["checkpoint_every"], live, layout,
+                                s.updates_per_epoch, s.data.epochs)  # fmt: skip
+    ck.load()
+    return ck
+
+
+def _lockstep(setups: list[RunSetup], starts: list[dict[str, np.ndarray]],
+              cks: list[checkpoint.Checkpoints | None], progress,
+              t_start: float) -> list[TrainResult]:  # fmt: skip
+    """Train runs that continue from one position on one _Group: one launch per interval."""
     t0 = time.perf_counter()
-    group = _Group(setups)
+    group = _Group(setups, starts)
     group.warm_up()
     compile_time = time.perf_counter() - t0
-    gens = [steps(s, compile_time, progress if i == 0 else None, t_start)
+    for r, ck in enumerate(cks):
+        if ck is not None:  # a save copies the run's rows from the device first
+            ck.fetch = functools.partial(group.fetch, r, ck.live)
+    gens = [steps(s, compile_time, progress if i == 0 else None, t_start, cks[i])
             for i, s in enumerate(setups)]  # fmt: skip
     reqs: dict[int, tuple] = {r: next(g) for r, g in enumerate(gens)}
     results: list = [None] * len(gens)
