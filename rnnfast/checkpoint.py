@@ -166,10 +166,9 @@ def write_file(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) 
 
 def fingerprint() -> tuple[str, str | None]:
     """(rnnfast version, source_sha256): the code a checkpoint must come from."""
-    from rnnfast import __version__  # noqa: PLC0415
-    from rnnfast.provenance import source_sha256  # noqa: PLC0415
+    from rnnfast.provenance import code  # noqa: PLC0415
 
-    return __version__, source_sha256()
+    return code()
 
 
 # ---------------------------------------------------------------- a run's checkpoints

@@ -248,8 +248,9 @@ def run_cuda(tasks: Iterable[Task], on_done: OnDone) -> None:
     failing group records each of its runs as failed with the traceback.
 
     A task with task.checkpoints (a results directory) checkpoints to and resumes from
-    DIR/checkpoints/<run_id>.npz as execute()'s do; its target is passed to train_group
-    explicitly (one thread trains the whole group). Runs of a group that resume from
+    DIR/checkpoints/<run_id>.npz as execute()'s do, and reports its live progress to
+    DIR/progress/<run_id>.json; its target and reporter are passed to train_group explicitly
+    (one thread trains the whole group). Runs of a group that resume from
     different positions train one after another (rnnfast.cuda.training), so the provenance's
     cuda_group_size is the number of runs that shared the launches."""
     from pathlib import Path  # noqa: PLC0415
@@ -257,6 +258,7 @@ def run_cuda(tasks: Iterable[Task], on_done: OnDone) -> None:
     from rnnfast.checkpoint import Target  # noqa: PLC0415
     from rnnfast.cuda import device_name  # noqa: PLC0415
     from rnnfast.cuda.training import group_key, train_group  # noqa: PLC0415
+    from rnnfast.live import Reporter  # noqa: PLC0415
     from rnnfast.provenance import collect  # noqa: PLC0415
     from rnnfast.store import RunRecord, model_of  # noqa: PLC0415
 
@@ -267,8 +269,11 @@ def run_cuda(tasks: Iterable[Task], on_done: OnDone) -> None:
         started, t0 = _now(), perf_counter()
         targets = [None if t.checkpoints is None else Target(Path(t.checkpoints), t.run_id)
                    for t in group]  # fmt: skip
+        reporters = [None if t.checkpoints is None else Reporter(t.checkpoints, t.run_id)
+                     for t in group]  # fmt: skip
         try:
-            results = train_group([t.config for t in group], checkpoints=targets)
+            results = train_group([t.config for t in group], checkpoints=targets,
+                                  live=reporters)  # fmt: skip
             error, device = "", device_name()
         except Exception:  # a failing group is a result for each of its runs
             results, error, device = [None] * len(group), traceback.format_exc(), None

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnnfast import checkpoint, run_setup
+from rnnfast import checkpoint, live, run_setup
 from rnnfast.config import resolve
 from rnnfast.cuda import unavailable_reason
 from rnnfast.executors import Task, execute
@@ -53,10 +53,11 @@ def _rid(config: dict, backend: str = "cuda") -> str:
 def _group(configs: list[dict], results: Path | None):
     from rnnfast.cuda.training import train_group
 
-    targets = None
+    targets = reporters = None
     if results is not None:
         targets = [checkpoint.Target(results, _rid(c)) for c in configs]
-    return train_group(configs, checkpoints=targets)
+        reporters = [live.Reporter(results, _rid(c)) for c in configs]
+    return train_group(configs, checkpoints=targets, live=reporters)
 
 
 def _same(a, b) -> None:
@@ -127,6 +128,12 @@ def test_checkpointing_changes_nothing_and_writes_cuda_checkpoints(plain, writte
     (a0, b0) = (checkpoint.read_file(copies[_rid(c)][0])[1] for c in CONFIGS)
     assert a0["theta"].shape == b0["theta"].shape and not np.array_equal(a0["theta"], b0["theta"])
     assert np.any(a0["h"] != 0) and np.any(a0["c"] != 0) and np.any(a0["s2"] != 0)
+    # each run reported its progress: where it ended and its last checkpoint
+    states = live.read(next(iter(copies.values()))[0].parent.parent / "res")
+    assert sorted(states) == sorted(copies)
+    for st in states.values():
+        assert (st["epoch"], st["epochs"], st["step"], st["total"]) == (2, 2, 8, 8)
+        assert st["checkpoint"]["step"] == STEPS[-1] and np.isfinite(st["loss"])
 
 
 @pytest.mark.parametrize("k", range(len(STEPS)))

@@ -297,6 +297,7 @@ def train_group(
     data: Any = None,
     progress: Callable[[int, int], None] | None = None,
     checkpoints: Sequence[checkpoint.Target | None] | None = None,
+    live: Sequence[Any] | None = None,
 ) -> list[TrainResult]:
     """Train runs that share shapes together on the GPU; see the module docstring.
 
@@ -305,13 +306,15 @@ def train_group(
     updates of the first run of the runs in lockstep). checkpoints: one target (or None: no
     checkpoints) per config; a run with a target resumes from its latest usable checkpoint
     (its result's info["resumed"] says from where) and checkpoints by its checkpoint_every.
+    live: one rnnfast.live.Reporter (or None) per config, told each run's progress.
     Each result's info["cuda_group_size"] is the number of runs that shared its launches."""
     require()
     if not configs:
         return []
-    if checkpoints is not None and len(checkpoints) != len(configs):
-        raise ValueError(f"checkpoints: expected one target or None per config ({len(configs)}), "
-                         f"got {len(checkpoints)}")  # fmt: skip
+    for name, per_run in (("checkpoints", checkpoints), ("live", live)):
+        if per_run is not None and len(per_run) != len(configs):
+            raise ValueError(f"{name}: expected one entry or None per config ({len(configs)}), "
+                             f"got {len(per_run)}")  # fmt: skip
     t_start = time.perf_counter()
     cfgs = [resolve(dict(c, backend="cuda")) for c in configs]
     keys = {group_key(c) for c in cfgs}
@@ -333,8 +336,9 @@ def train_group(
         sets.setdefault(ck.resume.step if ck is not None and ck.resume else 0, []).append(r)
     results: list = [None] * len(setups)
     for _, runs in sorted(sets.items()):
+        reporters = [live[r] if live is not None else None for r in runs]
         together = _lockstep([setups[r] for r in runs], [starts[r] for r in runs],
-                             [cks[r] for r in runs], progress, t_start)  # fmt: skip
+                             [cks[r] for r in runs], progress, t_start, reporters)  # fmt: skip
         for r, res in zip(runs, together, strict=True):
             res.info["cuda_group_size"] = len(runs)
             results[r] = res
@@ -355,8 +359,8 @@ def _checkpoints(target: checkpoint.Target, s: RunSetup,
 
 
 def _lockstep(setups: list[RunSetup], starts: list[dict[str, np.ndarray]],
-              cks: list[checkpoint.Checkpoints | None], progress,
-              t_start: float) -> list[TrainResult]:  # fmt: skip
+              cks: list[checkpoint.Checkpoints | None], progress, t_start: float,
+              reporters: list) -> list[TrainResult]:  # fmt: skip
     """Train runs that continue from one position on one _Group: one launch per interval."""
     t0 = time.perf_counter()
     group = _Group(setups, starts)
@@ -365,7 +369,7 @@ def _lockstep(setups: list[RunSetup], starts: list[dict[str, np.ndarray]],
     for r, ck in enumerate(cks):
         if ck is not None:  # a save copies the run's rows from the device first
             ck.fetch = functools.partial(group.fetch, r, ck.live)
-    gens = [steps(s, compile_time, progress if i == 0 else None, t_start, cks[i])
+    gens = [steps(s, compile_time, progress if i == 0 else None, t_start, cks[i], reporters[i])
             for i, s in enumerate(setups)]  # fmt: skip
     reqs: dict[int, tuple] = {r: next(g) for r, g in enumerate(gens)}
     results: list = [None] * len(gens)
