@@ -132,6 +132,15 @@ def remove(results_dir: str | Path, run_id: str) -> None:
     progress_path(results_dir, run_id).unlink(missing_ok=True)
 
 
+def remove_stored(results_dir: str | Path, stored: set[str] | dict[str, Any]) -> None:
+    """Remove the live states of stored runs, left by a driver killed between storing a run
+    and removing its state."""
+    for path in (Path(results_dir) / PROGRESS).glob("*.json"):
+        if path.stem in stored:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
 def _process_alive(pid: int) -> bool:
     """A process that exists and is not a zombie (a killed worker whose parent died may stay
     one where PID 1 does not reap, as in many containers)."""

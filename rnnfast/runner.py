@@ -51,6 +51,7 @@ from rnnfast.executors import (
 )
 from rnnfast.grid import Grid, RunSpec, format_point
 from rnnfast.live import remove as remove_progress
+from rnnfast.live import remove_stored as remove_stored_progress
 from rnnfast.oserrors import describe
 from rnnfast.provenance import code as provenance_code
 from rnnfast.stopping import deferred_stop
@@ -263,6 +264,7 @@ def run_plan(plan: Plan, *, executor: str = "local", workers: int | None = None,
             on_progress(record, summary)
 
     check_writable(plan.results_dir)
+    remove_stored_progress(plan.results_dir, plan.status)
     on_gpu = [t for t in tasks if t.config.get("backend") == "cuda"]
     tasks = [t for t in tasks if t.config.get("backend") != "cuda"]
     if on_gpu:  # in this process: one launch trains each group of runs that share shapes

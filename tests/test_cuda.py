@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import rnnfast
+from rnnfast.config import resolve
 from rnnfast.cuda import unavailable_reason
 from rnnfast.run_setup import RunSetup
 from rnnfast.seqdata import Data, Evaluation, Form, Split, TaskData
@@ -329,6 +330,21 @@ def test_group_trains_each_run_as_alone(base, points):
     together = train_group(cfgs)
     for cfg, res in zip(cfgs, together, strict=True):
         assert res.config["seed"] == cfg["seed"]
+        _same_run(rnnfast.train(cfg), res)
+
+
+def test_group_runs_may_differ_in_divergence_limit_and_checkpoint_every():
+    from rnnfast.cuda.training import group_key, train_group
+
+    # diverge_above = 1.05: this tiny batch's loss at update 2 is above 1.05 times the first,
+    # which stops the run after that interval; None: it trains on
+    cfgs = [dict(DEP, epochs=1, seed=1), dict(DEP, epochs=1, seed=1, diverge_above=1.05,
+                                              checkpoint_every=7)]  # fmt: skip
+    assert len({group_key(resolve(dict(c, backend="cuda"))) for c in cfgs}) == 1
+    together = train_group(cfgs)
+    assert [r.status for r in together] == ["ok", "diverged"]
+    assert together[1].info["cuda_group_size"] == 2
+    for cfg, res in zip(cfgs, together, strict=True):
         _same_run(rnnfast.train(cfg), res)
 
 

@@ -60,6 +60,8 @@ def test_reporter_writes_its_state_at_most_once_a_second_and_read_skips_bad_file
     (d / "other.json").write_text(json.dumps({"run_id": "someone-else"}))
     (d / "dir.json").mkdir()
     assert list(live.read(tmp_path)) == ["run1"]
+    live.remove_stored(tmp_path, {"someone-else", "other"})
+    assert not (d / "other.json").exists() and (d / "run1.json").exists()
     live.remove(tmp_path, "run1")
     assert "run1" not in live.read(tmp_path)
     assert live.read(tmp_path / "nowhere") == {}

@@ -2,7 +2,8 @@
 
     results = train_group(configs, data=None, checkpoints=None)   # TrainResults, in order
 
-Runs may differ in seed, learning rate, optimizer hyperparameters and clip (PER_RUN_KEYS);
+Runs may differ in seed, learning rate, optimizer hyperparameters, clip, diverge_above and
+checkpoint_every (PER_RUN_KEYS);
 everything that fixes shapes or the program (task, model, batch, truncation, epochs,
 optimizer, dtype, data) must be equal (group_key). Each run is set up exactly as on the CPU
 (rnnfast.run_setup.RunSetup: same initial parameters, data and batch order for the seed) and
@@ -42,9 +43,11 @@ from rnnfast.cuda import require
 from rnnfast.run_setup import RunSetup, TrainResult, steps
 from rnnfast.seqdata import Data
 
-# keys a group's runs may differ in: they are per-run values inside the kernel
+# keys a group's runs may differ in: per-run values inside the kernel, or read by each run's
+# own epoch schedule (steps(): its divergence limit, when it checkpoints)
 PER_RUN_KEYS = frozenset({"seed", "lr", "momentum", "beta1", "beta2", "eps", "alpha",
-                          "initial_accumulator", "clip", "threads"})  # fmt: skip
+                          "initial_accumulator", "clip", "threads", "diverge_above",
+                          "checkpoint_every"})  # fmt: skip
 
 
 def group_key(cfg: dict[str, Any]) -> tuple:
