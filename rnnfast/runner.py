@@ -162,9 +162,10 @@ def default_results_dir(grid: Grid) -> Path:
 
 def made_by(record: dict, code: tuple[str, str | None]) -> str | None:
     """None when a stored run's record says `code` (version, source_sha256) made it, else a
-    description of the code that did. Nothing is stale when this code's sources cannot be
-    read (source_sha256 None): there is nothing to compare with."""
-    version, source = code
+    description of the code that did. The sources decide (they hold the version too).
+    Nothing is stale when this code's sources cannot be read (source_sha256 None): there is
+    nothing to compare with."""
+    _, source = code
     prov = record.get("provenance") or {}
     if source is None or prov.get("source_sha256") == source:
         return None
