@@ -20,21 +20,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from tiny_grids import dependency_grid
 
 from rnnfast import memory, training
 from rnnfast.cli import main
 
 RNNFAST = Path(sys.executable).parent / "rnnfast"  # the console script of this venv
 TINY = ["sequence_length=4000", "batch_size=20", "num_steps=5", "hidden_size=2", "epochs=1"]
-GRID = """
-name = "tiny"
-task = "dependency"
-[fixed]
-sequence_length = 4000
-batch_size = 20
-num_steps = 5
-hidden_size = 2
-"""
+GRID = dependency_grid("tiny", "hidden_size = 2\n", grid=None)
 LONG = "n" * 300  # past NAME_MAX (255 bytes) on every common file system
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from tiny_grids import TINY_DEPENDENCY
 
 from rnnfast.cli import main
 from rnnfast.grid import load_grid
@@ -35,12 +36,7 @@ from rnnfast.store import load_results, read_run, status_of
 RNNFAST = Path(sys.executable).parent / "rnnfast"  # the console script of this venv
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-# 4000 / (20 * 5) = 40 updates: a run takes milliseconds once compiled.
-TINY_DEP = """
-sequence_length = 4000
-batch_size = 20
-num_steps = 5
-"""
+TINY_DEP = TINY_DEPENDENCY  # 40 updates: a run takes milliseconds once compiled
 TINY_UPDATES = 40
 
 GRID_2x2 = f"""

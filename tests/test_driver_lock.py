@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from tiny_grids import dependency_grid
 
 from rnnfast import driver_lock, runner, stopping
 from rnnfast.cli import main
@@ -25,23 +26,11 @@ from rnnfast.driver_lock import LOCK_FILE, DriverLock, LockHeld
 from rnnfast.store import status_of
 
 HOST = socket.gethostname()
-TINY = """
-name = "locked"
-task = "dependency"
-[fixed]
-sequence_length = 4000
-batch_size = 20
-num_steps = 5
-hidden_size = 2
-epochs = {epochs}
-[grid]
-seed = [0, 1]
-"""
 
 
 def grid_file(tmp_path: Path, epochs: int = 1) -> Path:
     f = tmp_path / "locked.toml"
-    f.write_text(TINY.format(epochs=epochs))
+    f.write_text(dependency_grid("locked", f"hidden_size = 2\nepochs = {epochs}\n"))
     return f
 
 

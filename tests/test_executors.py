@@ -23,6 +23,7 @@ from time import perf_counter
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from tiny_grids import dependency_grid
 
 from rnnfast.cli import main
 from rnnfast.config import resolve
@@ -219,17 +220,7 @@ def test_run_dask_local_cluster_results_come_back_to_the_driver(tmp_path, distri
     assert (curves[curves.metric == "loss"].groupby("run_id").size() == TINY_UPDATES).all()
 
 
-GRID = """
-name = "dask-grid"
-task = "dependency"
-[fixed]
-sequence_length = 4000
-batch_size = 20
-num_steps = 5
-[grid]
-hidden_size = [2, 4]
-seed = [0, 1]
-"""
+GRID = dependency_grid("dask-grid", grid="hidden_size = [2, 4]\nseed = [0, 1]")
 
 
 def test_existing_scheduler_via_run_dask_and_the_cli(tmp_path, distributed):

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from tiny_grids import dependency_grid
 
 from rnnfast import checkpoint, live
 from rnnfast.cli import main
@@ -114,17 +115,7 @@ def test_a_run_in_a_live_session_reports_its_progress_and_trains_the_same(tmp_pa
 
 # ---------------------------------------------------------------- the estimate and the views
 
-GRID = """
-name = "est"
-task = "dependency"
-[fixed]
-sequence_length = 4000
-batch_size = 20
-num_steps = 5
-[grid]
-hidden_size = [2, 4]
-seed = [0, 1, 2]
-"""
+GRID = dependency_grid("est", grid="hidden_size = [2, 4]\nseed = [0, 1, 2]")
 
 
 def _specs(tmp_path):
@@ -298,18 +289,7 @@ def test_grid_progress_lines_then_kill_9_then_ls_shows_interrupted_runs_then_res
 
 # ---------------------------------------------------------------- other code; --keep-checkpoints
 
-TINY = """
-name = "tiny"
-task = "dependency"
-[fixed]
-sequence_length = 4000
-batch_size = 20
-num_steps = 5
-epochs = 2
-checkpoint_every = 10
-[grid]
-seed = [0, 1, 2]
-"""
+TINY = dependency_grid("tiny", "epochs = 2\ncheckpoint_every = 10\n", "seed = [0, 1, 2]")
 
 
 def _restamp(res: Path, run_id: str, **provenance) -> None:

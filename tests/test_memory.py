@@ -4,6 +4,7 @@ allocated)."""
 
 import numpy as np
 import pytest
+from tiny_grids import dependency_grid
 
 from rnnfast import memory
 from rnnfast.config import resolve
@@ -165,17 +166,7 @@ def test_train_refuses_before_setting_up_the_run(monkeypatch):
         rnnfast.training.train({"task": "dependency", "hidden_size": 10**6})
 
 
-GRID = """
-name = "big"
-task = "dependency"
-[fixed]
-sequence_length = 4000
-batch_size = 20
-num_steps = 5
-[grid]
-hidden_size = [4, 3000, 2000]
-seed = [0, 1]
-"""
+GRID = dependency_grid("big", grid="hidden_size = [4, 3000, 2000]\nseed = [0, 1]")
 
 
 def test_grid_memory_check_names_the_count_and_the_largest_point(tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny_grids import dependency_grid
 
 from rnnfast import runner, stopping
 from rnnfast.grid import load_grid
@@ -193,17 +194,7 @@ def test_sigterm_stops_like_ctrl_c_exit_143_then_the_grid_resumes(driver, to):
 # ---------------------------------------------------------------- a signal during a store write
 
 
-TINY = """
-name = "tiny"
-task = "dependency"
-[fixed]
-sequence_length = 4000
-batch_size = 20
-num_steps = 5
-hidden_size = 2
-[grid]
-seed = [0, 1]
-"""
+TINY = dependency_grid("tiny", "hidden_size = 2\n")
 
 
 @pytest.mark.parametrize("signum, raised", [(signal.SIGTERM, stopping.Terminated),
