@@ -192,35 +192,17 @@ def _fused_loops(chunked):
     """The compiled loops (updates, evaluate) on serial buffers or on batch chunks.
 
     `chunked` is a constant of the closure, so Numba prunes the other branch at each step
-    before typing it: a loop compiles (and links) one path only. views, forward and
-    final_states choose the path for both loops; inlined, they cost no call."""
-
-    @njit(cache=True, inline="always")
-    def views(cell, L, D, T, B, I0, H, saved, scratch):
-        if chunked:
-            return train_views_chunks(L, D, T, B, I0, H, saved, scratch)
-        return train_views(cell, L, D, T, B, I0, H, saved, scratch)
-
-    @njit(cache=True, inline="always")
-    def forward(cell, act, L, D, T, B, I0, H, theta, woff, h, c, saved, nchunks, lens):
-        if chunked:
-            train_forward_chunks(cell, act, L, D, T, B, I0, H, theta, woff, h, c, saved,
-                                 nchunks, lens)  # fmt: skip
-        else:
-            train_forward(cell, act, L, D, T, B, I0, H, theta, woff, h, c, saved, lens)
-
-    @njit(cache=True, inline="always")
-    def final_states(cell, L, D, T, B, I0, H, saved, nchunks, h, c):
-        if chunked:
-            train_final_states_chunks(cell, L, D, T, B, I0, H, saved, nchunks, h, c)
-        else:
-            train_final_states(cell, L, D, T, B, I0, H, saved, h, c)
+    before typing it: a loop compiles (and links) one path only."""
 
     @njit(cache=True, error_model="numpy")
     def updates(model, form, theta, woff, opt, data, state, work, u0, n_updates, step0, losses,
                 errors, nchunks):  # fmt: skip
         cell, act, L, D, T, B, I0, H, C, wo, bo = model
-        X, hist, Lh, dO, acc = views(cell, L, D, T, B, I0, H, work.saved, work.scratch)
+        if chunked:
+            X, hist, Lh, dO, acc = train_views_chunks(L, D, T, B, I0, H, work.saved,
+                                                      work.scratch)  # fmt: skip
+        else:
+            X, hist, Lh, dO, acc = train_views(cell, L, D, T, B, I0, H, work.saved, work.scratch)
         head_mode = form[F_HEAD]
         ncols = T * B if head_mode == HEAD_ALL else B
         embed = form[F_INPUTS] == IN_EMBED
@@ -231,8 +213,12 @@ def _fused_loops(chunked):
             if not form[F_CARRY]:
                 state.h[:] = 0
                 state.c[:] = 0
-            forward(cell, act, L, D, T, B, I0, H, theta, woff, state.h, state.c, work.saved,
-                    nchunks, lens)  # fmt: skip
+            if chunked:
+                train_forward_chunks(cell, act, L, D, T, B, I0, H, theta, woff, state.h, state.c,
+                                     work.saved, nchunks, lens)  # fmt: skip
+            else:
+                train_forward(cell, act, L, D, T, B, I0, H, theta, woff, state.h, state.c,
+                              work.saved, lens)  # fmt: skip
             head_forward(Lh, D, T, B, H, C, head_mode, theta, wo, bo, hist, work.Z)
             loss, err = head_loss(form[F_TARGETS], C, ncols, form[F_SUM], work.Z, work.y_class,
                                   work.y_real, work.dZ, work.m, work.s, lens, B)  # fmt: skip
@@ -256,7 +242,11 @@ def _fused_loops(chunked):
                 _embedding_backward(form, data, u, T, B, I0, work.dX, work.dx3, nchunks,
                                     work.dtheta)  # fmt: skip
             if form[F_CARRY]:
-                final_states(cell, L, D, T, B, I0, H, work.saved, nchunks, state.h, state.c)
+                if chunked:
+                    train_final_states_chunks(cell, L, D, T, B, I0, H, work.saved, nchunks,
+                                              state.h, state.c)  # fmt: skip
+                else:
+                    train_final_states(cell, L, D, T, B, I0, H, work.saved, state.h, state.c)
             clip_grad_norm(work.dtheta, opt.clip)
             optim_step(opt.code, opt.hyper, step0 + k + 1, theta, work.dtheta, opt.s1, opt.s2)
         return n_updates
@@ -264,7 +254,11 @@ def _fused_loops(chunked):
     @njit(cache=True, error_model="numpy")
     def evaluate(model, form, theta, woff, data, n_updates, n_valid, state, work, nchunks):
         cell, act, L, D, T, B, I0, H, C, wo, bo = model
-        X, hist, Lh, _, _ = views(cell, L, D, T, B, I0, H, work.saved, work.saved[:0])
+        if chunked:
+            X, hist, Lh, _, _ = train_views_chunks(L, D, T, B, I0, H, work.saved,
+                                                   work.saved[:0])  # fmt: skip
+        else:
+            X, hist, Lh, _, _ = train_views(cell, L, D, T, B, I0, H, work.saved, work.saved[:0])
         head_mode = form[F_HEAD]
         ncols = T * B if head_mode == HEAD_ALL else B
         set_mode = form[F_MODE] == MODE_SET
@@ -279,11 +273,19 @@ def _fused_loops(chunked):
             if set_mode:
                 state.h[:] = 0
                 state.c[:] = 0
-            forward(cell, act, L, D, T, B, I0, H, theta, woff, state.h, state.c, work.saved,
-                    nchunks, lens)  # fmt: skip
+            if chunked:
+                train_forward_chunks(cell, act, L, D, T, B, I0, H, theta, woff, state.h, state.c,
+                                     work.saved, nchunks, lens)  # fmt: skip
+            else:
+                train_forward(cell, act, L, D, T, B, I0, H, theta, woff, state.h, state.c,
+                              work.saved, lens)  # fmt: skip
             head_forward(Lh, D, T, B, H, C, head_mode, theta, wo, bo, hist, work.Z)
             if not set_mode:
-                final_states(cell, L, D, T, B, I0, H, work.saved, nchunks, state.h, state.c)
+                if chunked:
+                    train_final_states_chunks(cell, L, D, T, B, I0, H, work.saved, nchunks,
+                                              state.h, state.c)  # fmt: skip
+                else:
+                    train_final_states(cell, L, D, T, B, I0, H, work.saved, state.h, state.c)
             for k in range(ncols):
                 b = k % B
                 if set_mode and u * B + b >= n_valid:
