@@ -11,8 +11,9 @@ run. The kernels (rnnfast/cpu/_linalg.py: mm) use BLAS for every size because of
 --blocks times 28-step loops of the per-step products of one batch chunk, as the kernels run
 them (forward: G_t (GH, B) += W_hh @ h_{t-1}; backward: dh (H, B) = W_hh^T @ dG_t, both on
 column blocks of (F, T*B) buffers), on one BLAS thread, with rnnfast.cpu._linalg.mm (row
-blocks that fit OpenBLAS's small-matrix size, mm_blocks) and with one gemm call per product,
-alternately, and prints the medians.
+blocks, and K blocks above SMALL_MAX_K, that fit OpenBLAS's small-matrix size: mm_blocks,
+printed as rows or rows x K) and with one gemm call per product, alternately, and prints the
+medians.
 """
 
 import argparse
@@ -107,7 +108,7 @@ def blocks_main(dt: np.dtype, rounds: int) -> None:
     print(f"{'cell':>5} {'H':>4} {'B':>4} {'pass':>4} {'blocks':>6} {'one call':>9} {'mm':>8} "
           f"{'ratio':>6}")  # fmt: skip
     shapes = [("lstm", 4, 100, 50), ("lstm", 4, 100, 100), ("lstm", 4, 64, 100),
-              ("rnn", 1, 64, 100), ("lstm", 4, 256, 16)]  # fmt: skip
+              ("rnn", 1, 64, 100), ("lstm", 4, 256, 16), ("lstm", 4, 256, 32)]  # fmt: skip
     with threadpool_limits(1):
         for cell, g, H, B in shapes:
             T, GH = 28, g * H
@@ -117,7 +118,8 @@ def blocks_main(dt: np.dtype, rounds: int) -> None:
             G = rng.standard_normal(GH * T * B).astype(dt)
             dG, dh = G.copy(), np.zeros(H * B, dt)
             for fwd in (True, False):
-                nb = mm_blocks(GH, B, H) if fwd else mm_blocks(H, B, GH)
+                nb, nk = mm_blocks(GH, B, H) if fwd else mm_blocks(H, B, GH)
+                nb = f"{nb}x{nk}" if nk > 1 else str(nb)
                 res = {True: [], False: []}
                 for blocks in (True, False):
                     _steps(blocks, fwd, T, B, H, GH, W, WT, hist, G, dG, dh)

@@ -3,33 +3,48 @@
 import numpy as np
 import pytest
 
-from rnnfast.cpu._linalg import SMALL_MAX_K, SMALL_MNK, lane_sum, mm, mm_blocks, rowsum_acc
+from rnnfast.cpu._linalg import (
+    MIN_K,
+    MIN_ROWS,
+    SMALL_MAX_K,
+    SMALL_MNK,
+    lane_sum,
+    mm,
+    mm_blocks,
+    rowsum_acc,
+)
 
 
 @pytest.mark.parametrize(
     "M,N,K,want",
     [
-        (400, 50, 50, 1),  # 1e6: fits the small-matrix size
-        (400, 50, 100, 2),  # LSTM H=100, B=50 forward: 2e6 -> two blocks of 200 rows
-        (100, 50, 400, 2),  # ... backward: two blocks of 50 rows
-        (100, 100, 400, 4),
-        (256, 16, 1024, 1),  # K above SMALL_MAX_K: one call
-        (16, 1000, 1000, 1),  # K above SMALL_MAX_K
-        (16, 4000, 100, 2),  # at least MIN_ROWS rows per block
-        (9, 10**6, 8, 1),
+        (400, 50, 50, (1, 1)),  # 1e6: fits the small-matrix size
+        (400, 50, 100, (2, 1)),  # LSTM H=100, B=50 forward: 2e6 -> two blocks of 200 rows
+        (100, 50, 400, (2, 1)),  # ... backward: two blocks of 50 rows
+        (100, 100, 400, (4, 1)),
+        (256, 16, 1024, (1, 5)),  # K above SMALL_MAX_K: K blocks of 204-205
+        (256, 100, 1024, (2, 16)),  # K blocks of MIN_K, then two row blocks
+        (16, 1000, 1000, (2, 15)),
+        (16, 60, 1000, (1, 1)),  # K above SMALL_MAX_K, but small enough for one call
+        (16, 4000, 100, (2, 1)),  # at least MIN_ROWS rows per block
+        (9, 10**6, 8, (1, 1)),
     ],
 )
 def test_mm_blocks(M, N, K, want):
-    assert mm_blocks(M, N, K) == want
-    nb = mm_blocks(M, N, K)
+    nb, nk = mm_blocks(M, N, K)
+    assert (nb, nk) == want
+    kb = -(-K // nk)
     if nb > 1:
-        assert -(-M // nb) * N * K <= SMALL_MNK * 1.01 or M // nb == 8
-    assert K <= SMALL_MAX_K or nb == 1
+        assert -(-M // nb) * N * kb <= SMALL_MNK * 1.01 or M // nb == MIN_ROWS
+    if nk > 1:
+        assert K > SMALL_MAX_K and (kb * M * N <= SMALL_MNK * 1.01 or nk == K // MIN_K)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("ta", [0, 1])
-@pytest.mark.parametrize("M,N,K", [(3, 5, 7), (400, 50, 100), (100, 50, 400), (37, 300, 120)])
+@pytest.mark.parametrize(
+    "M,N,K", [(3, 5, 7), (400, 50, 100), (100, 50, 400), (37, 300, 120), (40, 30, 1300)]
+)
 @pytest.mark.parametrize("beta", [0.0, 1.0])
 def test_mm_matches_numpy_on_strided_views(dtype, ta, M, N, K, beta):
     """C[:, c0:c0+N] (row stride ldc) = op(A) @ Bm[:, b0:b0+N] + beta * C, as the kernels call it

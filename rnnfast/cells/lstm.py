@@ -11,11 +11,14 @@ h_t and dc the one arriving at c_t from step t+1:
     da_o = dh * tanh(c_t) * o (1 - o);   da_i = dc * g * i (1 - i)
     da_g = dc * i * (1 - g^2);            da_f = dc * c_{t-1} * f (1 - f);   dc_{t-1} = dc * f
 
-Loops are split so that each touches few arrays (one loop over nine arrays did not vectorise).
+Whole vectors of columns go through rnnfast/cells/simd.py (the same arithmetic written as
+SIMD code, bit-identical); the scalar loops here take the columns left over. Their loops are
+split so that each touches few arrays (one loop over nine arrays did not vectorise).
 """
 
 from numba import njit
 
+from rnnfast.cells.simd import lstm_backward_vector, lstm_forward_vector, simd_lanes
 from rnnfast.cells.vmath import vsigmoid, vtanh
 
 
@@ -33,6 +36,20 @@ def lstm_forward_step(
     H,
     B,
 ):
+    """Columns [gq, gq + B) of G and TC, [hq, hq + B) of hist and chist (c_{t-1} at hp)."""
+    L = simd_lanes(G)
+    nv = B // L * L
+    for j in range(H):
+        for b in range(0, nv, L):
+            lstm_forward_vector(G, TC, hist, chist, j * ldg + gq + b, H * ldg, j * ldh + hq + b,
+                                j * ldh + hp + b)  # fmt: skip
+    if nv < B:
+        _forward_columns(G, TC, hist, chist, ldg, ldh, gq + nv, hp + nv, hq + nv, H, B - nv)
+
+
+@njit(cache=True, error_model="numpy")
+def _forward_columns(G, TC, hist, chist, ldg, ldh, gq, hp, hq, H, B):
+    """lstm_forward_step by scalar loops."""
     for j in range(H):
         gi = G[j * ldg + gq : j * ldg + gq + B]
         gf = G[(H + j) * ldg + gq : (H + j) * ldg + gq + B]
@@ -75,6 +92,21 @@ def lstm_backward_step(
     B,
     ldd,  # dh (and dc) row stride: B <= ldd columns
 ):
+    """Columns [gq, gq + B) of G, TC, dG and dout, [hp, hp + B) of chist, [0, B) of dh, dc."""
+    L = simd_lanes(G)
+    nv = B // L * L
+    for j in range(H):
+        for b in range(0, nv, L):
+            lstm_backward_vector(G, TC, chist, dG, dout, dh, dc, j * ldg + gq + b, H * ldg,
+                                 j * ldd + b, j * ldh + hp + b)  # fmt: skip
+    if nv < B:
+        _backward_columns(G, TC, chist, dG, dout, dh[nv:], dc[nv:], ldg, ldh, gq + nv, hp + nv,
+                          H, B - nv, ldd)  # fmt: skip
+
+
+@njit(cache=True, error_model="numpy")
+def _backward_columns(G, TC, chist, dG, dout, dh, dc, ldg, ldh, gq, hp, H, B, ldd):
+    """lstm_backward_step by scalar loops."""
     one = G.dtype.type(1)
     for j in range(H):
         r = j * ldg + gq
