@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from numba import njit
 
-from rnnfast.cells.simd import simd_lanes
 from rnnfast.cells.lstm import (
     _backward_columns,
     _forward_columns,
     lstm_backward_step,
     lstm_forward_step,
 )
+from rnnfast.cells.simd import simd_lanes
 
 
 @njit
@@ -60,11 +60,11 @@ def test_forward_step_matches_the_scalar_loops_bit_for_bit(dtype, B):
     before = hist.copy()
     lstm_forward_step(G, TC, hist, chist, ldg, ldh, gq, hp, hq, H, B)
     _forward_columns(*want, ldg, ldh, gq, hp, hq, H, B)
-    for got, ref in zip((G, TC, hist, chist), want):
+    for got, ref in zip((G, TC, hist, chist), want, strict=True):
         assert _same(got, ref)
     changed = hist != before
     assert changed.reshape(H, ldh)[:, hq : hq + B].mean() > 0.9  # h_t written...
-    assert not changed.reshape(H, ldh)[:, : hq].any()  # ... and nothing else
+    assert not changed.reshape(H, ldh)[:, :hq].any()  # ... and nothing else
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -86,7 +86,7 @@ def test_backward_step_matches_the_scalar_loops_bit_for_bit(dtype, B):
     before = dG.copy()
     lstm_backward_step(*arrays, ldg, ldh, gq, hp, H, B, ldd)
     _backward_columns(*want, ldg, ldh, gq, hp, H, B, ldd)
-    for got, ref in zip(arrays, want):
+    for got, ref in zip(arrays, want, strict=True):
         assert _same(got, ref)
     changed = (dG != before).reshape(4 * H, ldg)
     assert changed[:, gq : gq + B].mean() > 0.9  # gate gradients written...

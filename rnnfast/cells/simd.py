@@ -177,7 +177,7 @@ def lstm_forward_vector(typingctx, G, TC, hist, chist, gi, gs, hc, hpc):
         f = v.sigmoid(v.load(gate[1]))
         g = v.tanh(v.load(gate[2]))
         o = v.sigmoid(v.load(gate[3]))
-        for val, ptr in zip((i, f, g, o), gate):
+        for val, ptr in zip((i, f, g, o), gate, strict=True):
             v.store(val, ptr)
         c = v.add(v.mul(f, v.load(builder.gep(pc, [hpc_]))), v.mul(i, g))
         v.store(c, builder.gep(pc, [hc_]))
