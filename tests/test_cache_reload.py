@@ -33,8 +33,9 @@ STEPS = textwrap.dedent(
         saved = np.empty(int(chunk_sizes(0, 1, 1, T, B, I, H, 2)[0]), np.float32)
         e = np.empty(0, np.float32)
         forward_chunks(0, 0, 1, 1, T, B, I, H, W, woff, h0, h0, saved, 2, x, e,
-                       np.empty((T, B, H), np.float32), e, np.empty((1, B, H), np.float32),
-                       np.empty((0, B, H), np.float32), np.zeros(0, np.int64), False)
+                       np.zeros(0, np.int64), np.empty((T, B, H), np.float32), e,
+                       np.empty((1, B, H), np.float32), np.empty((0, B, H), np.float32),
+                       np.zeros(0, np.int64), False)
     if step in ("caller", "both"):  # forward_kernel_chunks, which calls it
         z = np.zeros((1, B, H), np.float32)
         out, _, _, _ = cpu_forward(spec, "tanh", params, x, z, None, None, False, nchunks=2)

@@ -115,8 +115,8 @@ def test_training_batches_of_images_layout_and_dtype(dtype, T, I):
     data = Split(images, labels, 12).data(form, dtype, idx.reshape(1, B))
     out = np.full(I * T * B, -1.0, dtype=dtype)
     y_class = np.full(B, -1, np.int64)
-    fill_batch(form.vector(), np.zeros(1, dtype), data, 0, T, B, I, 10, out, y_class,
-               np.zeros(10, dtype))  # fmt: skip
+    fill_batch(form.vector(), np.zeros(1, dtype), data, 0, T, B, I, 10, out,
+               np.zeros(0, np.int64), y_class, np.zeros(10, dtype))  # fmt: skip
     expected = _expected_inputs(images, idx, T, I, dtype)
     np.testing.assert_array_equal(out.reshape(I, T * B), expected)
     assert out.dtype == dtype

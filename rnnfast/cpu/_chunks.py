@@ -147,6 +147,7 @@ def forward_chunks(
     nchunks,
     x,  # (T, B, I0) input, or size 0: take it from X
     X,  # (I0, TB) input (the fused training loop's layout), used if x.size == 0
+    xi,  # (TB,) the input as one-hot token ids instead of X (the fused loop's), or size 0
     out,  # (T, B, D*H) out, or size 0
     top,  # (D, H, TB1) out: the top layer's h history in the serial layout, or size 0
     h_n,  # (L*D, B, H) out, or size 0
@@ -167,19 +168,20 @@ def forward_chunks(
         Xc, hist, chist, G, HN, TC = split_saved(saved[sv[c] : sv[c + 1]], so)
         TBc, TB1c = T * Bc, (T + 1) * Bc
         lc = chunk_lens(lens, b0, b1)
+        xic = _chunk_ids(xi, T, B, b0, b1)
         if x.size > 0:
             xf = x.reshape(x.size)
             for t in range(T):
                 x0 = (b0 * T + t) * I0 if bf else (t * B + b0) * I0
                 transpose(xf, x0, T * I0 if bf else I0, Xc, t * Bc, TBc, Bc, I0)
-        else:
+        elif xi.size == 0:
             for i in range(I0):
                 for t in range(T):
                     Xc[i * TBc + t * Bc : i * TBc + t * Bc + Bc] = X[
                         i * TB + t * B + b0 : i * TB + t * B + b1
                     ]
-        forward_layers(cell, act, L, D, T, Bc, I0, H, GH, Xc, W, woff, h0, c0, hist, chist, G,
-                       HN, TC, b0, lc)  # fmt: skip
+        forward_layers(cell, act, L, D, T, Bc, I0, H, GH, Xc, xic, W, woff, h0, c0, hist, chist,
+                       G, HN, TC, b0, lc)  # fmt: skip
         top_c = hist[(L - 1) * D * H * TB1c :]
         if out.size > 0:
             of = out.reshape(out.size)
@@ -219,6 +221,7 @@ def backward_chunks(
     saved,  # forward_chunks's flat buffer (same nchunks)
     scratch,  # flat, laid out by chunk_offsets (chunk_sizes elements)
     nchunks,
+    xi,  # (TB,) forward_chunks's token ids, or size 0
     dout,  # (T, B, D*H) gradient at the top layer's outputs, or size 0: take it from dO
     dO,  # (D, H, TB) the same in the fused training loop's layout, used if dout.size == 0
     dh_n,  # (L*D, B, H)
@@ -248,6 +251,7 @@ def backward_chunks(
         dOc, dX, work = split_scratch(scratch[sc[c] : sc[c + 1]], co)
         TBc = T * Bc
         lc = chunk_lens(lens, b0, b1)
+        xic = _chunk_ids(xi, T, B, b0, b1)
         if dout.size > 0:
             df = dout.reshape(dout.size)
             DH = D * H
@@ -264,9 +268,9 @@ def backward_chunks(
         dWc = dW if c == 0 else part[(c - 1) * npar : c * npar]
         if c > 0:
             dWc[:] = 0
-        backward_layers(cell, act, L, D, T, Bc, I0, H, GH, X, W, woff, hist, chist, G, HN, TC,
-                        dOc, work, dh_n, dc_n, dWc, dX[: I0 * TBc if dx.size > 0 else 0], dh0,
-                        dc0, b0, lc)  # fmt: skip
+        backward_layers(cell, act, L, D, T, Bc, I0, H, GH, X, xic, W, woff, hist, chist, G, HN,
+                        TC, dOc, work, dh_n, dc_n, dWc, dX[: I0 * TBc if dx.size > 0 else 0],
+                        dh0, dc0, b0, lc)  # fmt: skip
         if dx.size > 0:
             dxf = dx.reshape(dx.size)
             for t in range(T):
@@ -282,6 +286,18 @@ def backward_chunks(
     for c in prange(nc):
         k0, k1 = span(nrec, nc, c)
         _add_partials(dW, part, npar, nrec, nc, k0, k1)
+
+
+@njit(cache=True, error_model="numpy")
+def _chunk_ids(xi, T, B, b0, b1):
+    """Columns [b0, b1) of every step of token ids xi (TB,), in a chunk's own layout (size 0
+    for size 0)."""
+    Bc = b1 - b0
+    out = np.empty(T * Bc if xi.size > 0 else 0, np.int64)
+    if xi.size > 0:
+        for t in range(T):
+            out[t * Bc : (t + 1) * Bc] = xi[t * B + b0 : t * B + b1]
+    return out
 
 
 @njit(cache=True, error_model="numpy")
@@ -335,7 +351,8 @@ def forward_kernel_chunks(
     h_n = np.empty((L * D, B, H), dt)
     c_n = np.empty((L * D if cell == CELL_LSTM else 0, B, H), dt)
     forward_chunks(cell, act, L, D, T, B, I0, H, W, woff, h0, c0, saved, nchunks, x,
-                   np.empty(0, dt), out, np.empty(0, dt), h_n, c_n, lens, bf)  # fmt: skip
+                   np.empty(0, dt), np.empty(0, np.int64), out, np.empty(0, dt), h_n, c_n, lens,
+                   bf)  # fmt: skip
     return out, h_n, c_n
 
 
@@ -369,8 +386,9 @@ def backward_kernel_chunks(
     dx = np.empty((B, T, I0) if bf else (T, B, I0), dt)
     dh0 = np.empty((LD, B, H), dt)
     dc0 = np.empty((LD if cell == CELL_LSTM else 0, B, H), dt)
-    backward_chunks(cell, act, LD // D, D, T, B, I0, H, W, woff, saved, scratch, nchunks, dout,
-                    np.empty(0, dt), dh_n, dc_n, dW, dx, dh0, dc0, lens, bf)  # fmt: skip
+    backward_chunks(cell, act, LD // D, D, T, B, I0, H, W, woff, saved, scratch, nchunks,
+                    np.empty(0, np.int64), dout, np.empty(0, dt), dh_n, dc_n, dW, dx, dh0, dc0,
+                    lens, bf)  # fmt: skip
     return dW, dx, dh0, dc0
 
 
@@ -428,48 +446,50 @@ def train_views_chunks(L, D, T, B, I0, H, saved, scratch):
 
 
 @njit(cache=True, inline="always")
-def train_forward(cell, act, L, D, T, B, I0, H, W, woff, h0, c0, saved, lens):
-    """forward_layers on the fused loop's serial buffers (X filled; fills hist); lens as
-    forward_layers's."""
+def train_forward(cell, act, L, D, T, B, I0, H, W, woff, h0, c0, saved, xi, lens):
+    """forward_layers on the fused loop's serial buffers (X filled, or the token ids xi;
+    fills hist); lens as forward_layers's."""
     GH = H * (4 if cell == CELL_LSTM else 3 if cell == CELL_GRU else 1)
     so, _ = buffer_offsets(cell, L, D, T, B, I0, H)
     X, hist, chist, G, HN, TC = split_saved(saved, so)
-    forward_layers(cell, act, L, D, T, B, I0, H, GH, X, W, woff, h0, c0, hist, chist, G, HN, TC,
-                   0, lens)  # fmt: skip
+    forward_layers(cell, act, L, D, T, B, I0, H, GH, X, xi, W, woff, h0, c0, hist, chist, G, HN,
+                   TC, 0, lens)  # fmt: skip
 
 
 @njit(cache=True, error_model="numpy")
-def train_forward_chunks(cell, act, L, D, T, B, I0, H, W, woff, h0, c0, saved, nchunks, lens):
+def train_forward_chunks(cell, act, L, D, T, B, I0, H, W, woff, h0, c0, saved, nchunks, xi,
+                         lens):  # fmt: skip
     """train_forward in batch chunks (fills the top layer's history copy)."""
     nx, ntop, _, _ = _train_heads(L, D, T, B, I0, H)
     none3 = np.empty((0, 0, 0), W.dtype)
     forward_chunks(cell, act, L, D, T, B, I0, H, W, woff, h0, c0, saved[nx + ntop :], nchunks,
-                   none3, saved[:nx], none3, saved[nx : nx + ntop], none3, none3, lens,
+                   none3, saved[:nx], xi, none3, saved[nx : nx + ntop], none3, none3, lens,
                    False)  # fmt: skip
 
 
 @njit(cache=True, inline="always")
 def train_backward(cell, act, L, D, T, B, I0, H, W, woff, saved, scratch, dh_n, dc_n, dW, dh0,
-                   dc0, dX, lens):  # fmt: skip
-    """backward_layers on the fused loop's serial buffers (dO filled by the head). The input
-    gradient (for an embedding) goes to dX (I0, TB); size 0 skips it."""
+                   dc0, dX, xi, lens):  # fmt: skip
+    """backward_layers on the fused loop's serial buffers (dO filled by the head; xi as
+    train_forward's). The input gradient (for an embedding) goes to dX (I0, TB); size 0 skips
+    it."""
     GH = H * (4 if cell == CELL_LSTM else 3 if cell == CELL_GRU else 1)
     so, co = buffer_offsets(cell, L, D, T, B, I0, H)
     X, hist, chist, G, HN, TC = split_saved(saved, so)
     dO, _, work = split_scratch(scratch, co)
-    backward_layers(cell, act, L, D, T, B, I0, H, GH, X, W, woff, hist, chist, G, HN, TC, dO,
+    backward_layers(cell, act, L, D, T, B, I0, H, GH, X, xi, W, woff, hist, chist, G, HN, TC, dO,
                     work, dh_n, dc_n, dW, dX, dh0, dc0, 0, lens)  # fmt: skip
 
 
 @njit(cache=True, error_model="numpy")
 def train_backward_chunks(cell, act, L, D, T, B, I0, H, W, woff, saved, scratch, nchunks, dh_n,
-                          dc_n, dW, dh0, dc0, dx3, lens):  # fmt: skip
+                          dc_n, dW, dh0, dc0, dx3, xi, lens):  # fmt: skip
     """train_backward in batch chunks; the input gradient goes to dx3 (T, B, I0) (size 0
     skips it)."""
     nx, ntop, ndo, nacc = _train_heads(L, D, T, B, I0, H)
     backward_chunks(cell, act, L, D, T, B, I0, H, W, woff, saved[nx + ntop :],
-                    scratch[ndo + nacc :], nchunks, np.empty((0, 0, 0), W.dtype), scratch[:ndo],
-                    dh_n, dc_n, dW, dx3, dh0, dc0, lens, False)  # fmt: skip
+                    scratch[ndo + nacc :], nchunks, xi, np.empty((0, 0, 0), W.dtype),
+                    scratch[:ndo], dh_n, dc_n, dW, dx3, dh0, dc0, lens, False)  # fmt: skip
 
 
 @njit(cache=True, inline="always")

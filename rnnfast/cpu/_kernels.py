@@ -3,6 +3,8 @@
 Layout (all buffers flat, feature-major, batch innermost; TB = T*B, TB1 = (T+1)*B):
 
     X      (I0, TB)          layer-0 input, column t*B + b
+    xi     (TB,) int64       or a one-hot layer-0 input as token ids (-1: a zero column),
+                             size 0 when X holds the input
     W      packed params     per (layer, direction) ld = l*D + d, at woff[ld] = (w_ih, w_hh,
                              b_ih, b_hh) offsets (-1: no bias); PyTorch's row-major matrices
     hist   (L*D, H, TB1)     h history. Forward direction: block 0 = h0, block t+1 = h_t.
@@ -46,15 +48,36 @@ from rnnfast.cpu._transpose import transpose
 
 
 @njit(cache=True, error_model="numpy")
-def _input_projection(l, D, GH, T, B, I0, H, X, W, w_ih, hist, Gv):
-    """Gv (GH, TB) += W_ih @ input of layer l (x, or both directions of layer l-1)."""
+def _input_projection(l, D, GH, T, B, I0, H, X, xi, W, w_ih, hist, Gv):
+    """Gv (GH, TB) += W_ih @ input of layer l (x, or both directions of layer l-1). Token ids
+    add W_ih's column instead: the product's exact result for finite weights (one term is
+    W_ih[r, id] * 1, the others are zeros), without its I0 multiply-adds per column."""
     TB, TB1 = T * B, (T + 1) * B
-    if l == 0:
+    if l == 0 and xi.size > 0:
+        for r in range(GH):
+            w = W[w_ih + r * I0 : w_ih + (r + 1) * I0]
+            g = Gv[r * TB : (r + 1) * TB]
+            for j in range(TB):
+                if xi[j] >= 0:
+                    g[j] += w[xi[j]]
+    elif l == 0:
         gemm(0, 0, GH, TB, I0, 1.0, W[w_ih:], I0, X, TB, 1.0, Gv, TB)
     else:
         for dp in range(D):
             src = ((l - 1) * D + dp) * H * TB1 + (B if dp == 0 else 0)
             gemm(0, 0, GH, TB, H, 1.0, W[w_ih + dp * H :], D * H, hist[src:], TB1, 1.0, Gv, TB)
+
+
+@njit(cache=True, error_model="numpy")
+def _token_weight_grads(GH, TB, I0, xi, dGv, dW, w_ih):
+    """dW_ih (GH, I0) += dG @ X^T for a one-hot input given as token ids: each column's
+    gradient added to its token's column (the product would spend I0 multiply-adds on it)."""
+    for r in range(GH):
+        g = dGv[r * TB : (r + 1) * TB]
+        w = dW[w_ih + r * I0 : w_ih + (r + 1) * I0]
+        for j in range(TB):
+            if xi[j] >= 0:
+                w[xi[j]] += g[j]
 
 
 @njit(cache=True, inline="always")
@@ -182,8 +205,8 @@ def forward_kernel(
     xf = x.reshape(x.size)
     for t in range(T):  # row (t, b) of x starts at (t*B + b)*I0, or (b*T + t)*I0 batch-first
         transpose(xf, t * I0 if bf else t * B * I0, T * I0 if bf else I0, X, t * B, TB, B, I0)
-    forward_layers(cell, act, L, D, T, B, I0, H, GH, X, W, woff, h0, c0, hist, chist, G, HN, TC,
-                   0, lens)  # fmt: skip
+    forward_layers(cell, act, L, D, T, B, I0, H, GH, X, np.empty(0, np.int64), W, woff, h0, c0,
+                   hist, chist, G, HN, TC, 0, lens)  # fmt: skip
     out = np.empty((B, T, D * H) if bf else (T, B, D * H), dt)
     of = out.reshape(out.size)
     DH = D * H
@@ -230,6 +253,7 @@ def forward_layers(
     H,
     GH,
     X,  # (I0, TB)
+    xi,  # (TB,) token ids of a one-hot input, used instead of X; or size 0
     W,  # packed parameters
     woff,  # (L*D, 4)
     h0,  # (L*D, B, H)
@@ -261,7 +285,7 @@ def forward_layers(
                 HNv = HN[ld * H * TB : (ld + 1) * H * TB]
                 for r in range(H):
                     HNv[r * TB : (r + 1) * TB] = W[b_hh + 2 * H + r] if b_hh >= 0 else 0.0
-            _input_projection(l, D, GH, T, B, I0, H, X, W, w_ih, hist, Gv)
+            _input_projection(l, D, GH, T, B, I0, H, X, xi, W, w_ih, hist, Gv)
             h0blk = 0 if d == 0 else T
             s0 = (ld * h0.shape[1] + sb) * H
             transpose(h0.reshape(h0.size), s0, H, hv, h0blk * B, TB1, B, H)
@@ -334,8 +358,8 @@ def backward_kernel(
     dh0 = np.empty((LD, B, H), dt)
     dc0 = np.empty((LD if cell == CELL_LSTM else 0, B, H), dt)
     backward_layers(
-        cell, act, L, D, T, B, I0, H, GH, X, W, woff, hist, chist, G, HN, TC,
-        dO, work, dh_n, dc_n, dW, dX, dh0, dc0, 0, lens,
+        cell, act, L, D, T, B, I0, H, GH, X, np.empty(0, np.int64), W, woff, hist, chist, G, HN,
+        TC, dO, work, dh_n, dc_n, dW, dX, dh0, dc0, 0, lens,
     )  # fmt: skip
     dx = np.empty((B, T, I0) if bf else (T, B, I0), dt)
     dxf = dx.reshape(dx.size)
@@ -356,6 +380,7 @@ def backward_layers(
     H,
     GH,
     X,  # (I0, TB)
+    xi,  # (TB,) token ids of a one-hot input, used instead of X; or size 0
     W,  # packed parameters
     woff,  # (L*D, 4)
     hist,  # (L*D, H, TB1)
@@ -443,10 +468,12 @@ def backward_layers(
             if cell == CELL_LSTM:
                 transpose(dc, 0, B, dc0.reshape(dc0.size), s0, H, H, B)
             if cell == CELL_LSTM:
-                _weight_grads(l, d, D, GH, T, B, I0, H, X, hist, dGv, dW, woff[ld], Z, dWc)
+                _weight_grads(l, d, D, GH, T, B, I0, H, X, xi, hist, dGv, dW, woff[ld], Z, dWc)
                 continue
             # rnn, gru: one GEMM each over all time steps (gru: W_hn's from dHN, not dG)
-            if l == 0:
+            if l == 0 and xi.size > 0:
+                _token_weight_grads(GH, TB, I0, xi, dGv, dW, w_ih)
+            elif l == 0:
                 gemm(0, 1, GH, I0, TB, 1.0, dGv, TB, X, TB, 1.0, dW[w_ih:], I0)
             else:
                 for dp in range(D):
@@ -523,6 +550,7 @@ def _weight_grads(
     I0,
     H,
     X,  # (I0, TB)
+    xi,  # (TB,) token ids of a one-hot input, used instead of X; or size 0
     hist,  # (L*D, H, TB1)
     dGv,  # (GH, TB) this (layer, direction)'s pre-activation gradient
     dW,  # packed like W: accumulated
@@ -539,13 +567,17 @@ def _weight_grads(
     GEMM of its own at half speed. Measured on one chunk of LSTM 28x100x100 (B = 50, one
     thread, the two kernel versions alternated in one process): backward 4.77 -> 4.61 ms.
     Not for rnn (G = 1): there copying Z costs as much as a pass over dG, and rnn T=10 B=100
-    H=16 / H=64 got 8-9 % slower; gru's W_hn gradient comes from dHN, not dG.
+    H=16 / H=64 got 8-9 % slower; gru's W_hn gradient comes from dHN, not dG. Token ids
+    (layer 0) leave the input out of Z: dW_ih then takes each column's gradient directly.
     """
     TB, TB1 = T * B, (T + 1) * B
     w_ih, w_hh, b_ih, b_hh = wo[0], wo[1], wo[2], wo[3]
-    Il = I0 if l == 0 else D * H
+    ids = l == 0 and xi.size > 0
+    Il = 0 if ids else I0 if l == 0 else D * H
     K = Il + H + (1 if b_ih >= 0 else 0)
-    if l == 0:
+    if ids:
+        _token_weight_grads(GH, TB, I0, xi, dGv, dW, w_ih)
+    elif l == 0:
         _copy_columns(X, 0, Z, 0, 1, 0, 0, I0 * TB)
     else:
         for dp in range(D):

@@ -21,6 +21,13 @@ int64 vector `form` (slots F_* of rnnfast.codes) and the arrays of a Data tuple:
   column 0) with the target at its last step only; copy i's final state is exactly the initial
   state its next window needs, so carrying the state works as in "tf" (batch T*B0).
 
+One-hot inputs at least ONEHOT_IDS_MIN wide reach the layers as token ids (Work.xi, -1 for a
+zero column) instead of a mostly-zero X: the input projection adds W_ih's column of each token
+and dW_ih takes each column's gradient, with no multiply-adds by zeros (a char-level LSTM 256
+of 30 characters spent 5 % of an epoch on them, more with more characters). Narrower ones (the
+dependency task's two symbols) keep the dense product, which costs them little and keeps their
+curves bit-identical to the code before.
+
 Lengths (set mode, data.lens of size N): each batch's columns come sorted by descending length
 (rnnfast.seqdata) and their lengths go to the layers (rnnfast/cpu/_kernels.py), which carry a
 finished sequence's state to the last block: a per-sequence head reads each sequence's state
@@ -72,8 +79,10 @@ Data = namedtuple("Data", ["xd", "xq", "xt", "yc", "yr", "order", "scale", "lens
 Optim = namedtuple("Optim", ["code", "hyper", "s1", "s2", "clip"])
 Work = namedtuple(
     "Work",
-    ["saved", "scratch", "dtheta", "Z", "dZ", "m", "s", "y_class", "y_real", "dX", "dx3", "lens"],
-)
+    ["saved", "scratch", "dtheta", "Z", "dZ", "m", "s", "y_class", "y_real", "dX", "dx3", "lens",
+     "xi"],
+)  # fmt: skip
+ONEHOT_IDS_MIN = 8  # one-hot inputs this wide go to the layers as token ids (Work.xi (T*B,))
 State = namedtuple("State", ["h", "c", "dh_n", "dc_n", "dh0", "dc0"])
 
 
@@ -100,8 +109,9 @@ def batch_lengths(form, data, u, B, lens):
 
 
 @njit(cache=True, error_model="numpy")
-def fill_batch(form, theta, data, u, T, B, I0, C, X, y_class, y_real):
-    """Update u's inputs X (I0, T*B) and targets (see the module docstring).
+def fill_batch(form, theta, data, u, T, B, I0, C, X, xi, y_class, y_real):
+    """Update u's inputs X (I0, T*B) (one-hot ones to the token ids xi (T*B,) when xi has that
+    size) and targets (see the module docstring).
 
     One loop nest per input kind and per target kind, each with the mode's column mapping
     inlined: a generic per-element dispatch measured 80 ns an element (a dependency epoch
@@ -112,7 +122,12 @@ def fill_batch(form, theta, data, u, T, B, I0, C, X, y_class, y_real):
     kind = form[F_INPUTS]
     zero, one = X.dtype.type(0), X.dtype.type(1)
     order = data.order
-    if kind == IN_ONEHOT:
+    if kind == IN_ONEHOT and xi.size > 0:
+        for t in range(T):
+            for b in range(B):
+                row, pos = _source(mode, order, u, t, b, T, B0)
+                xi[t * B + b] = data.xt[row, pos] if pos >= 0 else -1
+    elif kind == IN_ONEHOT:
         X[: I0 * TB] = zero
         for t in range(T):
             for b in range(B):
@@ -208,17 +223,17 @@ def _fused_loops(chunked):
         embed = form[F_INPUTS] == IN_EMBED
         for k in range(n_updates):
             u = u0 + k
-            fill_batch(form, theta, data, u, T, B, I0, C, X, work.y_class, work.y_real)
+            fill_batch(form, theta, data, u, T, B, I0, C, X, work.xi, work.y_class, work.y_real)
             lens = batch_lengths(form, data, u, B, work.lens)
             if not form[F_CARRY]:
                 state.h[:] = 0
                 state.c[:] = 0
             if chunked:
                 train_forward_chunks(cell, act, L, D, T, B, I0, H, theta, woff, state.h, state.c,
-                                     work.saved, nchunks, lens)  # fmt: skip
+                                     work.saved, nchunks, work.xi, lens)  # fmt: skip
             else:
                 train_forward(cell, act, L, D, T, B, I0, H, theta, woff, state.h, state.c,
-                              work.saved, lens)  # fmt: skip
+                              work.saved, work.xi, lens)  # fmt: skip
             head_forward(Lh, D, T, B, H, C, head_mode, theta, wo, bo, hist, work.Z)
             loss, err = head_loss(form[F_TARGETS], C, ncols, form[F_SUM], work.Z, work.y_class,
                                   work.y_real, work.dZ, work.m, work.s, lens, B)  # fmt: skip
@@ -233,11 +248,13 @@ def _fused_loops(chunked):
                 train_backward_chunks(cell, act, L, D, T, B, I0, H, theta, woff, work.saved,
                                       work.scratch, nchunks, state.dh_n, state.dc_n,
                                       work.dtheta, state.dh0, state.dc0,
-                                      work.dx3 if embed else work.dx3[:0], lens)  # fmt: skip
+                                      work.dx3 if embed else work.dx3[:0], work.xi,
+                                      lens)  # fmt: skip
             else:
                 train_backward(cell, act, L, D, T, B, I0, H, theta, woff, work.saved,
                                work.scratch, state.dh_n, state.dc_n, work.dtheta, state.dh0,
-                               state.dc0, work.dX if embed else work.dX[:0], lens)  # fmt: skip
+                               state.dc0, work.dX if embed else work.dX[:0], work.xi,
+                               lens)  # fmt: skip
             if embed:
                 _embedding_backward(form, data, u, T, B, I0, work.dX, work.dx3, nchunks,
                                     work.dtheta)  # fmt: skip
@@ -268,17 +285,17 @@ def _fused_loops(chunked):
         state.h[:] = 0
         state.c[:] = 0
         for u in range(n_updates):
-            fill_batch(form, theta, data, u, T, B, I0, C, X, work.y_class, work.y_real)
+            fill_batch(form, theta, data, u, T, B, I0, C, X, work.xi, work.y_class, work.y_real)
             lens = batch_lengths(form, data, u, B, work.lens)
             if set_mode:
                 state.h[:] = 0
                 state.c[:] = 0
             if chunked:
                 train_forward_chunks(cell, act, L, D, T, B, I0, H, theta, woff, state.h, state.c,
-                                     work.saved, nchunks, lens)  # fmt: skip
+                                     work.saved, nchunks, work.xi, lens)  # fmt: skip
             else:
                 train_forward(cell, act, L, D, T, B, I0, H, theta, woff, state.h, state.c,
-                              work.saved, lens)  # fmt: skip
+                              work.saved, work.xi, lens)  # fmt: skip
             head_forward(Lh, D, T, B, H, C, head_mode, theta, wo, bo, hist, work.Z)
             if not set_mode:
                 if chunked:

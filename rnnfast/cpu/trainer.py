@@ -11,7 +11,7 @@ from rnnfast.codes import HEAD_ALL, M_B
 from rnnfast.cpu._chunks import dealt_ranks, num_chunks, train_sizes
 from rnnfast.cpu._split import one_blas_thread, split_chunks
 from rnnfast.cpu._threads import ThreadChoice
-from rnnfast.cpu._train import Optim, State, Work, evaluate, train_updates
+from rnnfast.cpu._train import ONEHOT_IDS_MIN, Optim, State, Work, evaluate, train_updates
 from rnnfast.params import Spec
 from rnnfast.run_setup import RunSetup, TrainResult, steps
 
@@ -70,6 +70,7 @@ class _Buffers:
             np.zeros(I0 * T * B if embed and nchunks == 1 else 0, dt),
             np.zeros((T, B, I0) if embed and nchunks > 1 else (0, 0, 0), dt),
             np.zeros(B, np.int64),
+            np.zeros(T * B if s.form.inputs == "onehot" and I0 >= ONEHOT_IDS_MIN else 0, np.int64),
         )  # fmt: skip
 
 
