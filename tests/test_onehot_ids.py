@@ -25,7 +25,7 @@ def _run(cell, nchunks, X, xi, W, woff, lens, L, D):
     n_saved, n_scratch = chunk_sizes(code, L, D, T, B, V, H, nchunks)
     saved = np.zeros(int(n_saved), dt)
     out = np.zeros((T, B, D * H), dt)
-    h_n, c_n = np.zeros((LD, B, H), dt), np.zeros((LD, B, H), dt)
+    h_n, c_n = np.zeros((LD, B, H), dt), np.zeros((LD if cell == "lstm" else 0, B, H), dt)
     none3, act = np.empty((0, 0, 0), dt), ACT_CODES["tanh"]
     forward_chunks(code, act, L, D, T, B, V, H, W, woff, h0, c0, saved, nchunks, none3, X, xi,
                    out, np.empty(0, dt), h_n, c_n, lens, False)  # fmt: skip
@@ -33,7 +33,7 @@ def _run(cell, nchunks, X, xi, W, woff, lens, L, D):
     dh_n = rng.standard_normal((LD, B, H)).astype(dt)
     dc_n = rng.standard_normal((LD, B, H)).astype(dt)
     dW = np.zeros_like(W)
-    dh0, dc0 = np.zeros((LD, B, H), dt), np.zeros((LD, B, H), dt)
+    dh0, dc0 = np.zeros((LD, B, H), dt), np.zeros((LD if cell == "lstm" else 0, B, H), dt)
     backward_chunks(code, act, L, D, T, B, V, H, W, woff, saved, np.zeros(int(n_scratch), dt),
                     nchunks, xi, dout, np.empty(0, dt), dh_n, dc_n, dW, none3, dh0, dc0, lens,
                     False)  # fmt: skip
