@@ -32,7 +32,7 @@ holds each sequence's state after its own last step, and the reverse direction s
 sequence from h0 at its own last step. Backward: a padded step passes dh (dc) through, adds the
 gradient arriving at its (carried) output, and leaves zero gate gradients, so the weight
 gradients (GEMMs over all T*B columns) and the input gradient get nothing from padded steps.
-The input projection stays one GEMM over all columns: its padded columns are never read.
+The input projection stays one GEMM (or gather) over all columns: padded columns are unread.
 """
 
 import numpy as np
